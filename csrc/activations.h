@@ -1,0 +1,131 @@
+// Every activation of the lecture, written once: a small functor with its
+// forward and its derivative, shared by the CPU kernels, the CUDA kernels and
+// the C++ functor tests. Compiled by nvcc the members become __host__ __device__.
+//
+// A functor whose derivative is a function of its OUTPUT sets
+// `kFromOutput = true` and its `derivative(y)` takes y = forward(x); the others
+// (gelu, silu) take the pre-activation x. Saving the output instead of the
+// input is what lets linear_act keep a single tensor per layer for backward.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define MLPB_HD __host__ __device__ __forceinline__
+#else
+#define MLPB_HD inline
+#endif
+
+namespace mlpbench {
+
+// The global C math functions exist on host and device, for float and double.
+MLPB_HD float m_exp(float x) { return ::expf(x); }
+MLPB_HD double m_exp(double x) { return ::exp(x); }
+MLPB_HD float m_expm1(float x) { return ::expm1f(x); }
+MLPB_HD double m_expm1(double x) { return ::expm1(x); }
+MLPB_HD float m_tanh(float x) { return ::tanhf(x); }
+MLPB_HD double m_tanh(double x) { return ::tanh(x); }
+MLPB_HD float m_erf(float x) { return ::erff(x); }
+MLPB_HD double m_erf(double x) { return ::erf(x); }
+
+// Names as strings are mapped in ops.cpp (parse_activation).
+enum class Act : int8_t {
+  Identity, Sigmoid, Tanh, Relu, LeakyRelu, Elu, Gelu, GeluTanh, Silu, Maxout, Step
+};
+
+// Scalar parameters some activations take; the others ignore them.
+struct ActParams {
+  double negative_slope = 0.01;
+  double alpha = 1.0;
+};
+
+template <typename T> struct Identity {
+  static constexpr bool kFromOutput = true;
+  MLPB_HD T forward(T x) const { return x; }
+  MLPB_HD T derivative(T) const { return T(1); }
+};
+
+template <typename T> struct Sigmoid {
+  static constexpr bool kFromOutput = true;
+  MLPB_HD T forward(T x) const { return T(1) / (T(1) + m_exp(-x)); }
+  MLPB_HD T derivative(T y) const { return y * (T(1) - y); }
+};
+
+template <typename T> struct Tanh {
+  static constexpr bool kFromOutput = true;
+  MLPB_HD T forward(T x) const { return m_tanh(x); }
+  MLPB_HD T derivative(T y) const { return T(1) - y * y; }
+};
+
+// ReLU'(0) = 0, as torch's threshold_backward.
+template <typename T> struct Relu {
+  static constexpr bool kFromOutput = true;
+  MLPB_HD T forward(T x) const { return x > T(0) ? x : T(0); }
+  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : T(0); }
+};
+
+// Needs negative_slope >= 0 so that the sign of y is the sign of x.
+template <typename T> struct LeakyRelu {
+  static constexpr bool kFromOutput = true;
+  T slope;
+  MLPB_HD T forward(T x) const { return x > T(0) ? x : x * slope; }
+  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : slope; }
+};
+
+// For x <= 0: y = alpha (e^x - 1), so dy/dx = alpha e^x = y + alpha.
+// Needs alpha >= 0 so that y > 0 exactly when x > 0.
+template <typename T> struct Elu {
+  static constexpr bool kFromOutput = true;
+  T alpha;
+  MLPB_HD T forward(T x) const { return x > T(0) ? x : alpha * m_expm1(x); }
+  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : y + alpha; }
+};
+
+// Exact GELU: x * Phi(x), Phi the standard normal CDF.
+template <typename T> struct Gelu {
+  static constexpr bool kFromOutput = false;
+  MLPB_HD T forward(T x) const {
+    return T(0.5) * x * (T(1) + m_erf(x * T(0.70710678118654752440)));
+  }
+  MLPB_HD T derivative(T x) const {
+    const T cdf = T(0.5) * (T(1) + m_erf(x * T(0.70710678118654752440)));
+    const T pdf = m_exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+    return cdf + x * pdf;
+  }
+};
+
+// GELU with approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+template <typename T> struct GeluTanh {
+  static constexpr bool kFromOutput = false;
+  MLPB_HD T forward(T x) const {
+    const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+    return T(0.5) * x * (T(1) + m_tanh(inner));
+  }
+  MLPB_HD T derivative(T x) const {
+    const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+    const T t = m_tanh(inner);
+    const T dinner = T(0.79788456080286535588) * (T(1) + T(3 * 0.044715) * x * x);
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner;
+  }
+};
+
+// SiLU (swish): x * sigmoid(x); derivative s (1 + x (1 - s)).
+template <typename T> struct Silu {
+  static constexpr bool kFromOutput = false;
+  MLPB_HD T forward(T x) const { return x / (T(1) + m_exp(-x)); }
+  MLPB_HD T derivative(T x) const {
+    const T s = T(1) / (T(1) + m_exp(-x));
+    return s * (T(1) + x * (T(1) - s));
+  }
+};
+
+// Heaviside step with step(0) = 0. Forward only: its derivative is zero almost
+// everywhere and useless for training, so the backward kernels refuse it.
+template <typename T> struct Step {
+  static constexpr bool kFromOutput = true;
+  MLPB_HD T forward(T x) const { return x > T(0) ? T(1) : T(0); }
+  MLPB_HD T derivative(T) const { return T(0); }
+};
+
+}  // namespace mlpbench

@@ -1,0 +1,94 @@
+// CPU kernels of the standalone elementwise ops: activation (forward and
+// backward, the same functors as linear_act) and dropout.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include "../op_args.h"
+
+namespace mlpbench::cpu {
+namespace {
+
+constexpr int64_t kGrain = 32768;  // elements per parallel chunk
+
+ActSpec parse_elementwise(const char* op, c10::string_view name, double negative_slope,
+                          double alpha, c10::string_view approximate) {
+  const ActSpec spec = parse_activation(op, name, negative_slope, alpha, approximate, 1);
+  TORCH_CHECK_VALUE(spec.act != Act::Maxout, op,
+                    ": 'maxout' is not elementwise (it takes the max over k pieces); use "
+                    "linear_act(..., activation='maxout')");
+  return spec;
+}
+
+at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double negative_slope,
+                          double alpha, c10::string_view approximate) {
+  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
+  check_float_tensor("activation", "x", x);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
+    const scalar_t* in = xc.const_data_ptr<scalar_t>();
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    with_activation<scalar_t>(spec, [&](auto act) {
+      at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = act.forward(in[i]);
+      });
+    });
+  });
+  return y;
+}
+
+at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved,
+                                   c10::string_view name, double negative_slope, double alpha,
+                                   c10::string_view approximate) {
+  const char* op = "activation_backward";
+  const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
+  check_differentiable(op, spec);
+  check_float_tensor(op, "grad_y", grad_y);
+  TORCH_CHECK_VALUE(grad_y.sizes() == saved.sizes() && grad_y.dtype() == saved.dtype(), op,
+                    ": grad_y and saved must have the same shape and dtype, got ", grad_y.sizes(),
+                    " ", grad_y.dtype(), " and ", saved.sizes(), " ", saved.dtype());
+  const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
+  at::Tensor gx = at::empty_like(g);
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "activation_backward_cpu", [&] {
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* out = gx.mutable_data_ptr<scalar_t>();
+    with_activation<scalar_t>(spec, [&](auto act) {
+      at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = gp[i] * act.derivative(sp[i]);
+      });
+    });
+  });
+  return gx;
+}
+
+at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+  const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
+  check_float_tensor("dropout", "x", x);
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
+    const scalar_t* in = xc.const_data_ptr<scalar_t>();
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    const scalar_t keep_prob = static_cast<scalar_t>(mask.keep_prob);
+    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for_each_keep(mask, begin, end, [&](uint64_t i, bool keep) {
+        out[i] = keep ? in[i] / keep_prob : scalar_t(0);
+      });
+    });
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
+  m.impl("activation", &activation_cpu);
+  m.impl("activation_backward", &activation_backward_cpu);
+  m.impl("dropout", &dropout_cpu);
+}
+
+}  // namespace mlpbench::cpu

@@ -1,0 +1,57 @@
+// Argument parsing and validation shared by every backend of every op, so that
+// the CPU and CUDA kernels reject bad input with the same message. Errors use
+// TORCH_CHECK_VALUE / TORCH_CHECK_TYPE, which Python sees as ValueError /
+// TypeError.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+
+#include "activations.h"
+#include "philox.h"
+
+namespace mlpbench {
+
+struct ActSpec {
+  Act act = Act::Relu;
+  ActParams params;
+  int64_t pieces = 1;  // rows of weight per output unit (maxout only; else 1)
+};
+
+ActSpec parse_activation(const char* op, c10::string_view name, double negative_slope,
+                         double alpha, c10::string_view approximate, int64_t pieces);
+
+// x (..., in), weight (out_rows, in), bias (out_rows) or none.
+void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias, const ActSpec& spec);
+
+void check_float_tensor(const char* op, const char* arg, const at::Tensor& t);
+
+// p in [0, 1]; seed and offset are 64-bit patterns carried in int64.
+DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset);
+
+// Calls f(functor) with the elementwise functor of `spec` for scalar type T.
+// Maxout is not elementwise: its "activation" after the max is the identity.
+template <typename T, typename F>
+void with_activation(const ActSpec& spec, F&& f) {
+  switch (spec.act) {
+    case Act::Identity:
+    case Act::Maxout: f(Identity<T>{}); return;
+    case Act::Sigmoid: f(Sigmoid<T>{}); return;
+    case Act::Tanh: f(Tanh<T>{}); return;
+    case Act::Relu: f(Relu<T>{}); return;
+    case Act::LeakyRelu: f(LeakyRelu<T>{static_cast<T>(spec.params.negative_slope)}); return;
+    case Act::Elu: f(Elu<T>{static_cast<T>(spec.params.alpha)}); return;
+    case Act::Gelu: f(Gelu<T>{}); return;
+    case Act::GeluTanh: f(GeluTanh<T>{}); return;
+    case Act::Silu: f(Silu<T>{}); return;
+    case Act::Step: f(Step<T>{}); return;
+  }
+}
+
+// Backward through step is refused, as torch.heaviside's is.
+void check_differentiable(const char* op, const ActSpec& spec);
+
+}  // namespace mlpbench

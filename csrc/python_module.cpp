@@ -1,0 +1,32 @@
+// The Python extension module. Importing it runs the TORCH_LIBRARY
+// registrations of the other sources; it also exposes the raw Philox
+// generator so that tests can check it against the published vectors.
+#include <torch/extension.h>
+
+#include "philox.h"
+
+namespace {
+
+std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
+    std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> counter,
+    std::tuple<uint32_t, uint32_t> key) {
+  const auto [c0, c1, c2, c3] = counter;
+  const auto [k0, k1] = key;
+  const mlpbench::Philox4 r = mlpbench::philox4x32_10(c0, c1, c2, c3, k0, k1);
+  return {r.v[0], r.v[1], r.v[2], r.v[3]};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "mlpbench's compiled kernels (ops are under torch.ops.mlpbench)";
+  m.def("philox4x32", &philox4x32, "Philox4x32-10 of a 4-word counter and a 2-word key",
+        pybind11::arg("counter"), pybind11::arg("key"));
+  m.def("has_cuda", [] {
+#ifdef MLPBENCH_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  });
+}

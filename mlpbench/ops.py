@@ -1,0 +1,190 @@
+"""The functional ops: thin Python wrappers over torch.ops.mlpbench.*.
+
+The kernels and all argument checks are in C++ (csrc/); this module draws
+dropout seeds, and registers the autograd formulas and the fake (shape-only)
+kernels that torch.compile traces with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _C
+
+__all__ = ["ACTIVATIONS", "activation", "dropout", "linear_act", "philox4x32"]
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu",
+               "maxout", "step")
+# Activations whose derivative is computed from the op's output y; gelu and
+# silu need their input, maxout the index of the winning piece.
+_FROM_INPUT = ("gelu", "silu")
+
+_U64 = 1 << 64
+
+
+def philox4x32(counter, key):
+    """Philox4x32-10 of a 4-word counter and a 2-word key (32-bit words as ints)."""
+    return _C.philox4x32(tuple(counter), tuple(key))
+
+
+def _as_int64(value, name):
+    """A 64-bit seed or offset given as a Python int in [0, 2**64), as the op's int64."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
+    if not 0 <= value < _U64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+    return value - _U64 if value >= 1 << 63 else value
+
+
+def draw_seed() -> int:
+    """A fresh 63-bit seed from torch's default CPU generator (torch.manual_seed)."""
+    return int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item())
+
+
+def _dropout_args(p, training, seed, offset, op):
+    """(p, seed, offset) as the op takes them; p = 0 when dropout is off."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"{op}: dropout probability must be a float in [0, 1], got "
+                        f"{type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # also NaN
+        raise ValueError(f"{op}: dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return 0.0, 0, 0
+    return (p, _as_int64(draw_seed() if seed is None else seed, "seed"),
+            _as_int64(offset, "offset"))
+
+
+def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, alpha=1.0,
+               approximate="none", pieces=2, dropout_p=0.0, training=True, seed=None,
+               offset=0):
+    """y = dropout(act(x @ weight.T + bias)) in one fused op.
+
+    x is (..., in_features), weight (out_rows, in_features), bias (out_rows,)
+    or None. For maxout, out_rows = out_features * pieces and unit j's pieces
+    are rows j*pieces .. j*pieces+pieces-1 (stock equivalent:
+    F.linear(x, w, b).unflatten(-1, (out_features, pieces)).amax(-1)).
+    Dropout (inverted: kept values scaled by 1/(1-p)) applies when training
+    and dropout_p > 0; its mask is that of `dropout` on a tensor of y's shape
+    for the same seed and offset, and is regenerated in backward.
+    """
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, "linear_act")
+    y, _ = torch.ops.mlpbench.linear_act.default(
+        x, weight, bias, activation, float(negative_slope), float(alpha), approximate,
+        int(pieces), p, seed, offset)
+    return y
+
+
+def activation(x, name, *, negative_slope=0.01, alpha=1.0, approximate="none"):
+    """The elementwise activation `name` (any of ACTIVATIONS but maxout)."""
+    return torch.ops.mlpbench.activation.default(x, name, float(negative_slope), float(alpha),
+                                                 approximate)
+
+
+def dropout(x, p, training=True, seed=None, offset=0):
+    """Inverted dropout that stores no mask.
+
+    Element i (flat, row-major) is kept when the uniform drawn for
+    (seed, offset, i) is >= p (see csrc/philox.h); kept values become
+    x / (1 - p). p = 0 or training=False returns x itself; p = 1 returns
+    zeros. seed=None draws one from torch's default generator.
+    """
+    p, seed, offset = _dropout_args(p, training, seed, offset, "dropout")
+    if p == 0.0:
+        return x
+    return torch.ops.mlpbench.dropout.default(x, p, seed, offset)
+
+
+# --- autograd ---------------------------------------------------------------
+
+def _linear_act_setup(ctx, inputs, output):
+    x, weight, bias, act, slope, alpha, approx, pieces, p, seed, offset = inputs
+    y, aux = output
+    ctx.mark_non_differentiable(aux)
+    ctx.args = (act, slope, alpha, approx, pieces, p, seed, offset)
+    if act in _FROM_INPUT or act == "maxout":
+        saved = aux
+    elif act == "identity":
+        saved = aux  # empty: identity's derivative is 1
+    else:
+        saved = y
+    ctx.save_for_backward(x, weight, saved)
+
+
+def _linear_act_backward(ctx, grad_y, _grad_aux):
+    x, weight, saved = ctx.saved_tensors
+    mask = list(ctx.needs_input_grad[:3])
+    gx, gw, gb = torch.ops.mlpbench.linear_act_backward.default(
+        grad_y, x, weight, saved, *ctx.args, mask)
+    return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
+            None, None, None, None, None, None, None, None)
+
+
+def _activation_setup(ctx, inputs, output):
+    x, name, slope, alpha, approx = inputs
+    ctx.args = (name, slope, alpha, approx)
+    ctx.save_for_backward(x if name in _FROM_INPUT else output)
+
+
+def _activation_backward(ctx, grad_y):
+    (saved,) = ctx.saved_tensors
+    return (torch.ops.mlpbench.activation_backward.default(grad_y, saved, *ctx.args),
+            None, None, None, None)
+
+
+def _dropout_setup(ctx, inputs, output):
+    _, ctx.p, ctx.seed, ctx.offset = inputs
+
+
+def _dropout_backward(ctx, grad_y):
+    return torch.ops.mlpbench.dropout.default(grad_y, ctx.p, ctx.seed, ctx.offset), None, None, None
+
+
+torch.library.register_autograd("mlpbench::linear_act", _linear_act_backward,
+                                setup_context=_linear_act_setup)
+torch.library.register_autograd("mlpbench::activation", _activation_backward,
+                                setup_context=_activation_setup)
+torch.library.register_autograd("mlpbench::dropout", _dropout_backward,
+                                setup_context=_dropout_setup)
+
+
+# --- fake kernels (shapes only) for torch.compile --------------------------
+
+@torch.library.register_fake("mlpbench::linear_act")
+def _linear_act_fake(x, weight, bias, act, slope, alpha, approx, pieces, p, seed, offset):
+    out_cols = weight.shape[0] // pieces if act == "maxout" else weight.shape[0]
+    y = x.new_empty((*x.shape[:-1], out_cols))
+    n = math.prod(x.shape[:-1])
+    if act in _FROM_INPUT:
+        aux = x.new_empty((n, out_cols))
+    elif act == "maxout":
+        aux = x.new_empty((n, out_cols), dtype=torch.uint8)
+    else:
+        aux = x.new_empty((0,))
+    return y, aux
+
+
+@torch.library.register_fake("mlpbench::linear_act_backward")
+def _linear_act_backward_fake(grad_y, x, weight, saved, act, slope, alpha, approx, pieces, p,
+                              seed, offset, output_mask):
+    empty = x.new_empty((0,))
+    return (x.new_empty(x.shape) if output_mask[0] else empty,
+            weight.new_empty(weight.shape) if output_mask[1] else empty,
+            weight.new_empty((weight.shape[0],)) if output_mask[2] else empty)
+
+
+@torch.library.register_fake("mlpbench::activation")
+def _activation_fake(x, name, slope, alpha, approx):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("mlpbench::activation_backward")
+def _activation_backward_fake(grad_y, saved, name, slope, alpha, approx):
+    return torch.empty_like(grad_y, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("mlpbench::dropout")
+def _dropout_fake(x, p, seed, offset):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
