@@ -27,6 +27,14 @@ ActSpec parse_activation(const char* op, c10::string_view name, double negative_
 void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const ActSpec& spec);
 
+// x (..., in) as a 2-D (rows, in) matrix; works when in == 0 too.
+inline at::Tensor as_rows(const at::Tensor& x) {
+  const auto sizes = x.sizes();
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < sizes.size(); ++d) rows *= sizes[d];
+  return x.reshape({rows, sizes.back()});
+}
+
 void check_float_tensor(const char* op, const char* arg, const at::Tensor& t);
 
 // p in [0, 1]; seed and offset are 64-bit patterns carried in int64.

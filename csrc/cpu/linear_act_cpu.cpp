@@ -126,7 +126,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
 
   const int64_t in = weight.size(1), out_rows = weight.size(0);
   const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = x.reshape({-1, in}).contiguous();
+  const at::Tensor x2 = as_rows(x).contiguous();
   const at::Tensor w = weight.contiguous();
   const int64_t n = x2.size(0);
   auto out_sizes = x.sizes().vec();
@@ -221,7 +221,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
 
   const int64_t in = weight.size(1), out_rows = weight.size(0);
   const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = x.reshape({-1, in}).contiguous();
+  const at::Tensor x2 = as_rows(x).contiguous();
   const int64_t n = x2.size(0);
   const at::Tensor gy = grad_y.reshape({n, out_cols}).contiguous();
   const bool uses_saved = spec.act != Act::Identity;

@@ -1,0 +1,39 @@
+"""Shared parameters and input makers for the tests."""
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
+
+# Every differentiable activation, with the keyword arguments that select it.
+GRAD_ACTIVATIONS = [
+    ("identity", {}), ("sigmoid", {}), ("tanh", {}), ("relu", {}),
+    ("leaky_relu", {"negative_slope": 0.1}), ("elu", {"alpha": 1.3}), ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}), ("silu", {}), ("maxout", {"pieces": 3}),
+]
+ELEMENTWISE = [a for a in GRAD_ACTIVATIONS if a[0] != "maxout"]
+
+
+def act_id(param):
+    name, kw = param
+    return name + "".join(f"-{v}" for v in kw.values())
+
+
+def act_kwargs(kw):
+    """The activation keywords without maxout's pieces (for elementwise ops)."""
+    return {k: v for k, v in kw.items() if k != "pieces"}
+
+
+def make_linear(n_in, n_out, name, kw, dtype=torch.float64, device="cpu", bias=True, batch=(7,),
+                requires_grad=False):
+    """Random x, weight, bias for a linear_act with the given activation."""
+    rows = n_out * kw.get("pieces", 2) if name == "maxout" else n_out
+    g = dict(dtype=dtype, device=device)
+    x = torch.randn(*batch, n_in, **g)
+    w = torch.randn(rows, n_in, **g) / max(n_in, 1) ** 0.5
+    b = torch.randn(rows, **g) if bias else None
+    for t in (x, w, b):
+        if t is not None:
+            t.requires_grad_(requires_grad)
+    return x, w, b

@@ -1,0 +1,130 @@
+"""linear_act against autograd (float64 gradcheck) and against stock PyTorch."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import DEVICES, GRAD_ACTIVATIONS, act_id, make_linear
+from mlpbench import ops
+from mlpbench.reference import stock_linear_act
+
+# (x shape, in -> out, bias, how x is laid out)
+CASES = {
+    "odd": ((7,), 13, 5, True, "contiguous"),
+    "3d": ((2, 3), 13, 5, True, "contiguous"),
+    "noncontiguous": ((7,), 13, 5, True, "transposed"),
+    "nobias": ((7,), 13, 5, False, "contiguous"),
+    "batch1": ((1,), 13, 5, True, "contiguous"),
+}
+
+
+def _inputs(case, name, kw, dtype, device):
+    batch, n_in, n_out, bias, layout = CASES[case]
+    x, w, b = make_linear(n_in, n_out, name, kw, dtype=dtype, device=device, bias=bias,
+                          batch=batch)
+    if layout == "transposed":
+        x = x.t().contiguous().t()
+        assert not x.is_contiguous()
+    return [t.requires_grad_() if t is not None else None for t in (x, w, b)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
+def test_gradcheck_float64(act, case, device):
+    name, kw = act
+    x, w, b = _inputs(case, name, kw, torch.float64, device)
+    inputs = (x, w) if b is None else (x, w, b)
+
+    def fn(x, w, b=None):
+        return ops.linear_act(x, w, b, name, **kw)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
+@pytest.mark.parametrize("shape", [(64, 784, 256), (100, 256, 10), (3, 7, 1)])
+def test_float32_matches_stock(act, shape, device):
+    name, kw = act
+    batch, n_in, n_out = shape
+    x, w, b = make_linear(n_in, n_out, name, kw, dtype=torch.float32, device=device,
+                          batch=(batch,), requires_grad=True)
+    xs, ws, bs = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    y = ops.linear_act(x, w, b, name, **kw)
+    ys = stock_linear_act(xs, ws, bs, name, **kw)
+    # Tolerances: float32 products of length n_in differ in summation order.
+    tol = dict(rtol=1e-4, atol=1e-5 * n_in**0.5)
+    torch.testing.assert_close(y, ys, **tol)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    ys.backward(grad)
+    for ours, stock in ((x, xs), (w, ws), (b, bs)):
+        torch.testing.assert_close(ours.grad, stock.grad, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_step_forward_matches_heaviside_and_refuses_backward(device):
+    x, w, b = make_linear(13, 5, "step", {}, dtype=torch.float32, device=device,
+                          requires_grad=True)
+    y = ops.linear_act(x, w, b, "step")
+    torch.testing.assert_close(y, stock_linear_act(x, w, b, "step"))
+    with pytest.raises(RuntimeError, match="step.*no useful derivative"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_only_requested_gradients_are_computed(device):
+    x, w, b = make_linear(13, 5, "relu", {}, device=device)
+    w.requires_grad_()
+    ops.linear_act(x, w, b).sum().backward()
+    assert x.grad is None and b.grad is None
+    assert w.grad is not None and w.grad.shape == w.shape
+    # The backward op returns empty tensors for what was not asked.
+    y, _ = torch.ops.mlpbench.linear_act(x, w, b, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0)
+    gx, gw, gb = torch.ops.mlpbench.linear_act_backward(
+        torch.ones_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0, [False, True, False])
+    assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_saves_only_what_the_derivative_needs(device):
+    """Output-derivable activations keep y (the op's output), gelu/silu the
+    pre-activation, maxout a uint8 argmax: never a second full float tensor."""
+    saved = {}
+    for name, kw in (("relu", {}), ("gelu", {}), ("maxout", {"pieces": 2})):
+        x, w, b = make_linear(13, 5, name, kw, dtype=torch.float32, device=device,
+                              requires_grad=True)
+        packed = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t,
+                                                      lambda t: t):
+            y = ops.linear_act(x, w, b, name, **kw)
+        params = {x.data_ptr(), w.data_ptr()}
+        saved[name] = [t for t in packed if t.data_ptr() not in params]
+        if name == "relu":
+            assert len(saved[name]) == 1 and saved[name][0].data_ptr() == y.data_ptr()
+    assert [t.dtype for t in saved["gelu"]] == [torch.float32]
+    assert saved["gelu"][0].shape == (7, 5)
+    assert [t.dtype for t in saved["maxout"]] == [torch.uint8]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch_and_zero_in_features(device):
+    x, w, b = make_linear(13, 5, "relu", {}, dtype=torch.float32, device=device, batch=(0,),
+                          requires_grad=True)
+    y = ops.linear_act(x, w, b)
+    assert y.shape == (0, 5)
+    y.sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+    x, w, b = make_linear(0, 5, "tanh", {}, dtype=torch.float32, device=device,
+                          requires_grad=True)
+    torch.testing.assert_close(ops.linear_act(x, w, b, "tanh"), torch.tanh(b).expand(7, 5))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_batch_uses_every_row_block(device):
+    """Enough rows for several parallel chunks and cache blocks per chunk."""
+    x, w, b = make_linear(64, 1500, "sigmoid", {}, dtype=torch.float64, device=device,
+                          batch=(1000,))
+    torch.testing.assert_close(ops.linear_act(x, w, b, "sigmoid"),
+                               torch.sigmoid(F.linear(x, w, b)))
