@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for mlpbench: a virtual environment in .venv with the
+# pinned dependencies (requirements/constraints.txt), and the package with its
+# compiled kernels installed in place (editable). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+# shellcheck disable=SC1091
+. .venv/bin/activate
+
+pins=requirements/constraints.txt
+# torch first: the extension is built against the installed torch
+# (--no-build-isolation), so it and the build tools must be there before.
+python -m pip install -q -c "$pins" torch torchvision ninja pybind11 setuptools wheel
+# The kernels: CUDA ones too where torch has CUDA and nvcc is found (setup.py).
+MAX_JOBS=${MAX_JOBS:-$(nproc)} python -m pip install -q -c "$pins" --no-build-isolation -e ".[test]"
+python -c "import mlpbench, torch; print('mlpbench', mlpbench.__version__, 'built against torch', torch.__version__, '| CUDA kernels:', mlpbench.ops._C.has_cuda())"
