@@ -72,7 +72,7 @@ def _extension():
         define_macros=[("MLPBENCH_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx + ["-DMLPBENCH_WITH_CUDA"],
                             "nvcc": ["-O3", "-DMLPBENCH_WITH_CUDA"]},
-        extra_link_args=["-fopenmp", "-lcublasLt"],
+        extra_link_args=["-fopenmp"],
     )
 
 

@@ -27,6 +27,10 @@ ActSpec parse_activation(const char* op, c10::string_view name, double negative_
 void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const ActSpec& spec);
 
+// An activation for the elementwise ops: any but maxout.
+ActSpec parse_elementwise(const char* op, c10::string_view name, double negative_slope,
+                          double alpha, c10::string_view approximate);
+
 // x (..., in) as a 2-D (rows, in) matrix; works when in == 0 too.
 inline at::Tensor as_rows(const at::Tensor& x) {
   const auto sizes = x.sizes();

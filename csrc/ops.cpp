@@ -65,6 +65,15 @@ ActSpec parse_activation(const char* op, c10::string_view name, double negative_
   return spec;
 }
 
+ActSpec parse_elementwise(const char* op, c10::string_view name, double negative_slope,
+                          double alpha, c10::string_view approximate) {
+  const ActSpec spec = parse_activation(op, name, negative_slope, alpha, approximate, 1);
+  TORCH_CHECK_VALUE(spec.act != Act::Maxout, op,
+                    ": 'maxout' is not elementwise (it takes the max over k pieces); use "
+                    "linear_act(..., activation='maxout')");
+  return spec;
+}
+
 void check_float_tensor(const char* op, const char* arg, const at::Tensor& t) {
   const auto dtype = t.scalar_type();
   const bool ok = dtype == at::kFloat || dtype == at::kDouble ||

@@ -13,15 +13,6 @@ namespace {
 
 constexpr int64_t kGrain = 32768;  // elements per parallel chunk
 
-ActSpec parse_elementwise(const char* op, c10::string_view name, double negative_slope,
-                          double alpha, c10::string_view approximate) {
-  const ActSpec spec = parse_activation(op, name, negative_slope, alpha, approximate, 1);
-  TORCH_CHECK_VALUE(spec.act != Act::Maxout, op,
-                    ": 'maxout' is not elementwise (it takes the max over k pieces); use "
-                    "linear_act(..., activation='maxout')");
-  return spec;
-}
-
 at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double negative_slope,
                           double alpha, c10::string_view approximate) {
   const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);

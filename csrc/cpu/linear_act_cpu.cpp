@@ -124,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
   const DropoutMask mask = parse_dropout("linear_act", dropout_p, seed, offset);
   const bool dropout = dropout_p > 0.0;
 
-  const int64_t in = weight.size(1), out_rows = weight.size(0);
+  const int64_t out_rows = weight.size(0);
   const int64_t out_cols = out_rows / spec.pieces;
   const at::Tensor x2 = as_rows(x).contiguous();
   const at::Tensor w = weight.contiguous();
@@ -219,7 +219,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   const DropoutMask mask = parse_dropout(op, dropout_p, seed, offset);
   const bool dropout = dropout_p > 0.0;
 
-  const int64_t in = weight.size(1), out_rows = weight.size(0);
+  const int64_t out_rows = weight.size(0);
   const int64_t out_cols = out_rows / spec.pieces;
   const at::Tensor x2 = as_rows(x).contiguous();
   const int64_t n = x2.size(0);

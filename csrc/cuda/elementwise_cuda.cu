@@ -1,0 +1,162 @@
+// CUDA kernels of the standalone elementwise ops: activation (forward and
+// backward, the functors of csrc/activations.h) and dropout (the Philox
+// mapping of csrc/philox.h, so masks equal the CPU's bit for bit).
+// Grid-stride loops; each thread moves 16 bytes per access where aligned.
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include "../op_args.h"
+#include "cuda_common.cuh"
+
+namespace mlpbench::cuda {
+namespace {
+
+template <typename T, typename ActFn, bool kVec>
+__global__ void activation_forward_kernel(const T* x, T* y, int64_t n, ActFn act) {
+  using acc_t = at::opmath_type<T>;
+  constexpr int N = 16 / sizeof(T) > 0 ? 16 / sizeof(T) : 1;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * N;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * N; i < n; i += stride) {
+    T v[N];
+    load_group<kVec>(x, i, n, v);
+#pragma unroll
+    for (int l = 0; l < N; ++l) v[l] = static_cast<T>(act.forward(static_cast<acc_t>(v[l])));
+    store_group<kVec>(y, i, n, v);
+  }
+}
+
+template <typename T, typename ActFn, bool kVec>
+__global__ void activation_backward_kernel(const T* g, const T* saved, T* gx, int64_t n,
+                                           ActFn act) {
+  using acc_t = at::opmath_type<T>;
+  constexpr int N = 16 / sizeof(T) > 0 ? 16 / sizeof(T) : 1;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * N;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * N; i < n; i += stride) {
+    T gv[N], sv[N];
+    load_group<kVec>(g, i, n, gv);
+    load_group<kVec>(saved, i, n, sv);
+#pragma unroll
+    for (int l = 0; l < N; ++l)
+      gv[l] = static_cast<T>(static_cast<acc_t>(gv[l]) *
+                             act.derivative(static_cast<acc_t>(sv[l])));
+    store_group<kVec>(gx, i, n, gv);
+  }
+}
+
+// One thread per block of four elements: one Philox call decides all four.
+template <typename T, bool kVec>
+__global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
+  using acc_t = at::opmath_type<T>;
+  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += stride) {
+    T v[4];
+    load_group<kVec>(x, i, n, v);
+    const Philox4 words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+#pragma unroll
+    for (int l = 0; l < 4; ++l)
+      v[l] = mask.keeps_word(words.v[l]) ? static_cast<T>(static_cast<acc_t>(v[l]) / keep_prob)
+                                         : T(0);
+    store_group<kVec>(y, i, n, v);
+  }
+}
+
+at::Tensor activation_cuda(const at::Tensor& x, c10::string_view name, double negative_slope,
+                           double alpha, c10::string_view approximate) {
+  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
+  check_float_tensor("activation", "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty_like(xc);
+  const int64_t n = xc.numel();
+  if (n == 0) return y;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "activation_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = xc.const_data_ptr<scalar_t>();
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    const bool vec = aligned_for(in, 16) && aligned_for(out, 16);
+    const int grid = grid_for((n + 3) / 4);
+    with_activation<acc_t>(spec, [&](auto act) {
+      if (vec) {
+        activation_forward_kernel<scalar_t, decltype(act), true><<<grid, kThreads, 0, stream>>>(in, out, n, act);
+      } else {
+        activation_forward_kernel<scalar_t, decltype(act), false><<<grid, kThreads, 0, stream>>>(in, out, n, act);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return y;
+}
+
+at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved,
+                                    c10::string_view name, double negative_slope, double alpha,
+                                    c10::string_view approximate) {
+  const char* op = "activation_backward";
+  const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
+  check_differentiable(op, spec);
+  check_float_tensor(op, "grad_y", grad_y);
+  TORCH_CHECK_VALUE(grad_y.sizes() == saved.sizes() && grad_y.dtype() == saved.dtype() &&
+                        grad_y.device() == saved.device(),
+                    op, ": grad_y and saved must have the same shape, dtype and device, got ",
+                    grad_y.sizes(), " ", grad_y.dtype(), " and ", saved.sizes(), " ",
+                    saved.dtype());
+  const c10::cuda::CUDAGuard guard(grad_y.device());
+  const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
+  at::Tensor gx = at::empty_like(g);
+  const int64_t n = g.numel();
+  if (n == 0) return gx;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "activation_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* out = gx.mutable_data_ptr<scalar_t>();
+    const bool vec = aligned_for(gp, 16) && aligned_for(sp, 16) && aligned_for(out, 16);
+    const int grid = grid_for((n + 3) / 4);
+    with_activation<acc_t>(spec, [&](auto act) {
+      if (vec) {
+        activation_backward_kernel<scalar_t, decltype(act), true><<<grid, kThreads, 0, stream>>>(gp, sp, out, n, act);
+      } else {
+        activation_backward_kernel<scalar_t, decltype(act), false><<<grid, kThreads, 0, stream>>>(gp, sp, out, n, act);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return gx;
+}
+
+at::Tensor dropout_cuda(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+  const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
+  check_float_tensor("dropout", "x", x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty_like(xc);
+  const int64_t n = xc.numel();
+  if (n == 0) return y;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dropout_cuda", [&] {
+    const scalar_t* in = xc.const_data_ptr<scalar_t>();
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    const int bytes = 4 * sizeof(scalar_t);
+    const int grid = grid_for((n + 3) / 4);
+    if (aligned_for(in, bytes) && aligned_for(out, bytes)) {
+      dropout_kernel<scalar_t, true><<<grid, kThreads, 0, stream>>>(in, out, n, mask);
+    } else {
+      dropout_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(in, out, n, mask);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mlpbench, CUDA, m) {
+  m.impl("activation", &activation_cuda);
+  m.impl("activation_backward", &activation_backward_cuda);
+  m.impl("dropout", &dropout_cuda);
+}
+
+}  // namespace mlpbench::cuda

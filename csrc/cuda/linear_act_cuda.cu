@@ -1,0 +1,316 @@
+// CUDA kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
+//
+// Forward: the product through cuBLAS (at::mm), then ONE epilogue kernel that
+// adds the bias, applies the activation (maxout: the max over pieces) and
+// dropout, and writes y (and the pre-activation for gelu/silu, the argmax for
+// maxout).
+// Backward: ONE kernel computes grad_pre (act' from what was saved, dropout
+// mask regenerated) and the bias gradient (a column reduction finished by the
+// last block of each column tile, in a fixed order: deterministic), then the
+// two products through cuBLAS.
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "../op_args.h"
+#include "cuda_common.cuh"
+
+namespace mlpbench::cuda {
+namespace {
+
+// Epilogue for the elementwise activations: one thread per group of four
+// consecutive output elements (one Philox block). `buf` holds x @ W.T; when
+// keep_pre it receives pre = buf + bias; y may alias buf.
+template <typename T, typename ActFn, bool kDropout, bool kVec>
+__global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int64_t cols,
+                                bool keep_pre, ActFn act, DropoutMask mask) {
+  using acc_t = at::opmath_type<T>;
+  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
+       i += stride) {
+    T v[4];
+    load_group<kVec>(buf, i, total, v);
+    Philox4 words;
+    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+    T pre[4];
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      acc_t a = static_cast<acc_t>(v[l]);
+      if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[(i + l) % cols]);
+      pre[l] = static_cast<T>(a);
+      acc_t out = act.forward(a);
+      if (kDropout) out = mask.keeps_word(words.v[l]) ? out / keep_prob : acc_t(0);
+      v[l] = static_cast<T>(out);
+    }
+    if (keep_pre) store_group<kVec>(buf, i, total, pre);
+    store_group<kVec>(y, i, total, v);
+  }
+}
+
+// Maxout epilogue: output element e = (row, unit) takes the max over the
+// unit's `pieces` columns of buf (+ bias) and records which piece won.
+template <typename T, bool kDropout>
+__global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T* bias,
+                                       int64_t total, int64_t cols, int pieces,
+                                       DropoutMask mask) {
+  using acc_t = at::opmath_type<T>;
+  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
+       i += stride) {
+    Philox4 words;
+    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const int64_t e = i + l;
+      if (e >= total) break;
+      const int64_t row = e / cols, unit = e - row * cols;
+      const T* u = buf + row * cols * pieces + unit * pieces;
+      const T* b = bias ? bias + unit * pieces : nullptr;
+      acc_t best = static_cast<acc_t>(u[0]) + (b ? static_cast<acc_t>(b[0]) : acc_t(0));
+      int best_piece = 0;
+      for (int s = 1; s < pieces; ++s) {
+        const acc_t v = static_cast<acc_t>(u[s]) + (b ? static_cast<acc_t>(b[s]) : acc_t(0));
+        if (v > best) {
+          best = v;
+          best_piece = s;
+        }
+      }
+      if (kDropout) best = mask.keeps_word(words.v[l]) ? best / keep_prob : acc_t(0);
+      y[e] = static_cast<T>(best);
+      arg[e] = static_cast<uint8_t>(best_piece);
+    }
+  }
+}
+
+constexpr int kTileX = 32;              // threads across columns
+constexpr int kTileY = 8;               // threads across rows
+constexpr int kColsPerThread = 4;
+constexpr int kTileCols = kTileX * kColsPerThread;
+
+// grad_pre and grad_bias. Thread (tx, ty) of block (bx, by) owns grad_pre
+// columns c = (bx * kTileX + tx) * 4 + l and rows by*kTileY + ty, stepping by
+// gridDim.y * kTileY. Column c belongs to output unit c / pieces (piece
+// c % pieces; pieces = 1 but for maxout). Bias partial sums go to
+// partial[by][c]; the last block of each column tile to finish sums them.
+template <typename T, typename ActFn, bool kDropout>
+__global__ void __launch_bounds__(kTileX * kTileY)
+grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t rows,
+                int64_t out_cols, int pieces, ActFn act, DropoutMask mask,
+                at::opmath_type<T>* partial, unsigned* tile_done, T* gbias) {
+  using acc_t = at::opmath_type<T>;
+  const int64_t out_rows = out_cols * pieces;
+  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c0 = (int64_t(blockIdx.x) * kTileX + tx) * kColsPerThread;
+  MaskCursor cursor{mask};
+  acc_t sum[kColsPerThread] = {};
+  for (int64_t r = int64_t(blockIdx.y) * kTileY + ty; r < rows; r += int64_t(gridDim.y) * kTileY) {
+#pragma unroll
+    for (int l = 0; l < kColsPerThread; ++l) {
+      const int64_t c = c0 + l;
+      if (c >= out_rows) break;
+      const int64_t unit = c / pieces;
+      const int64_t e = r * out_cols + unit;
+      acc_t g = static_cast<acc_t>(gy[e]);
+      if (kDropout) g = cursor.keeps(static_cast<uint64_t>(e)) ? g / keep_prob : acc_t(0);
+      acc_t v;
+      if (arg != nullptr) {  // maxout: the gradient goes to the winning piece
+        v = arg[e] == c - unit * pieces ? g : acc_t(0);
+      } else if (saved == nullptr) {  // identity
+        v = g;
+      } else if (ActFn::kFromOutput) {
+        // Kept outputs hold act(x) / keep_prob; dropped ones have g == 0.
+        const acc_t y = static_cast<acc_t>(saved[e]);
+        v = g * act.derivative(kDropout ? y * keep_prob : y);
+      } else {
+        v = g * act.derivative(static_cast<acc_t>(saved[e]));
+      }
+      gp[r * out_rows + c] = static_cast<T>(v);
+      sum[l] += v;
+    }
+  }
+  if (gbias == nullptr) return;
+
+  __shared__ acc_t tile[kTileY][kTileCols];
+  __shared__ bool last;
+#pragma unroll
+  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = sum[l];
+  __syncthreads();
+  // Column sums of this block, over its kTileY row lanes, in a fixed order.
+  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
+    acc_t s = 0;
+    for (int k = 0; k < kTileY; ++k) s += tile[k][j];
+    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
+    if (c < out_rows) partial[int64_t(blockIdx.y) * out_rows + c] = s;
+  }
+  __threadfence();  // partials visible to the block that finishes the tile
+  __syncthreads();
+  if (tx == 0 && ty == 0) last = atomicAdd(&tile_done[blockIdx.x], 1u) == gridDim.y - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // The last block adds the partials of every row block, in row-block order.
+  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
+    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
+    if (c >= out_rows) continue;
+    acc_t s = 0;
+    for (unsigned b = 0; b < gridDim.y; ++b) {
+      s += static_cast<volatile acc_t*>(partial)[int64_t(b) * out_rows + c];
+    }
+    gbias[c] = static_cast<T>(s);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
+    int64_t offset) {
+  const ActSpec spec =
+      parse_activation("linear_act", activation, negative_slope, alpha, approximate, pieces);
+  check_linear_act_inputs(x, weight, bias, spec);
+  const DropoutMask mask = parse_dropout("linear_act", dropout_p, seed, offset);
+  const bool dropout = dropout_p > 0.0;
+  const c10::cuda::CUDAGuard guard(x.device());
+
+  const int64_t out_rows = weight.size(0);
+  const int64_t out_cols = out_rows / spec.pieces;
+  const at::Tensor x2 = as_rows(x);
+  const int64_t n = x2.size(0);
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = out_cols;
+  const bool saves_pre =
+      spec.act == Act::Gelu || spec.act == Act::GeluTanh || spec.act == Act::Silu;
+  const bool maxout = spec.act == Act::Maxout;
+
+  // x @ W.T through cuBLAS; fresh, contiguous and aligned.
+  at::Tensor buf = at::mm(x2, weight.t());
+  at::Tensor y = (saves_pre || maxout) ? at::empty({n, out_cols}, x.options()) : buf;
+  at::Tensor aux = saves_pre ? buf
+                   : maxout  ? at::empty({n, out_cols}, x.options().dtype(at::kByte))
+                             : at::empty({0}, x.options());
+  const int64_t total = n * out_cols;
+  if (total > 0) {
+    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    const int grid = grid_for((total + 3) / 4);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "linear_act_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      scalar_t* bp = buf.mutable_data_ptr<scalar_t>();
+      scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+      const scalar_t* biasp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+      if (maxout) {
+        uint8_t* argp = aux.mutable_data_ptr<uint8_t>();
+        const int k = static_cast<int>(spec.pieces);
+        if (dropout) {
+          maxout_epilogue_kernel<scalar_t, true><<<grid, kThreads, 0, stream>>>(bp, yp, argp, biasp, total, out_cols, k, mask);
+        } else {
+          maxout_epilogue_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(bp, yp, argp, biasp, total, out_cols, k, mask);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      const int bytes = 4 * sizeof(scalar_t);
+      const bool vec = aligned_for(bp, bytes) && aligned_for(yp, bytes);
+      with_activation<acc_t>(spec, [&](auto act) {
+        using Act_ = decltype(act);
+        if (dropout && vec) {
+          epilogue_kernel<scalar_t, Act_, true, true><<<grid, kThreads, 0, stream>>>(bp, yp, biasp, total, out_cols, saves_pre, act, mask);
+        } else if (dropout) {
+          epilogue_kernel<scalar_t, Act_, true, false><<<grid, kThreads, 0, stream>>>(bp, yp, biasp, total, out_cols, saves_pre, act, mask);
+        } else if (vec) {
+          epilogue_kernel<scalar_t, Act_, false, true><<<grid, kThreads, 0, stream>>>(bp, yp, biasp, total, out_cols, saves_pre, act, mask);
+        } else {
+          epilogue_kernel<scalar_t, Act_, false, false><<<grid, kThreads, 0, stream>>>(bp, yp, biasp, total, out_cols, saves_pre, act, mask);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  }
+  return {y.view(out_sizes), aux};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
+    int64_t offset, std::array<bool, 3> output_mask) {
+  const char* op = "linear_act_backward";
+  const ActSpec spec =
+      parse_activation(op, activation, negative_slope, alpha, approximate, pieces);
+  check_differentiable(op, spec);
+  check_linear_act_inputs(x, weight, std::nullopt, spec);
+  const DropoutMask mask = parse_dropout(op, dropout_p, seed, offset);
+  const bool dropout = dropout_p > 0.0;
+  const c10::cuda::CUDAGuard guard(x.device());
+
+  const int64_t out_rows = weight.size(0);
+  const int64_t out_cols = out_rows / spec.pieces;
+  const at::Tensor x2 = as_rows(x);
+  const int64_t n = x2.size(0);
+  const at::Tensor gy = grad_y.reshape({n, out_cols}).contiguous();
+  const bool uses_saved = spec.act != Act::Identity;
+  const at::Tensor sv = uses_saved ? saved.reshape({n, out_cols}).contiguous() : saved;
+
+  at::Tensor gp = at::empty({n, out_rows}, x.options());
+  at::Tensor gbias = output_mask[2] ? at::empty({out_rows}, x.options()) : at::empty({0}, x.options());
+  if (n == 0 || out_rows == 0) {
+    gp.zero_();
+    gbias.zero_();
+  } else {
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    const int64_t tiles = (out_rows + kTileCols - 1) / kTileCols;
+    // Row blocks: each thread takes >= 4 rows; about 4 blocks per SM in all.
+    const int64_t row_blocks = std::clamp<int64_t>(
+        std::min((n + 4 * kTileY - 1) / (4 * kTileY), 4 * sms / tiles), 1, 65535);
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(row_blocks));
+    const dim3 block(kTileX, kTileY);
+    const auto acc_type = at::toOpMathType(x.scalar_type());
+    at::Tensor partial, tile_done;
+    if (output_mask[2]) {
+      partial = at::empty({row_blocks, out_rows}, x.options().dtype(acc_type));
+      tile_done = at::zeros({tiles}, x.options().dtype(at::kInt));
+    }
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "linear_act_backward_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* svp = nullptr;
+      const uint8_t* argp = nullptr;
+      if (spec.act == Act::Maxout) argp = sv.const_data_ptr<uint8_t>();
+      else if (uses_saved) svp = sv.const_data_ptr<scalar_t>();
+      acc_t* partp = output_mask[2] ? partial.mutable_data_ptr<acc_t>() : nullptr;
+      unsigned* donep = output_mask[2] ? reinterpret_cast<unsigned*>(tile_done.mutable_data_ptr<int>()) : nullptr;
+      scalar_t* gbp = output_mask[2] ? gbias.mutable_data_ptr<scalar_t>() : nullptr;
+      const int k = static_cast<int>(spec.pieces);
+      with_activation<acc_t>(spec, [&](auto act) {
+        using Act_ = decltype(act);
+        if (dropout) {
+          grad_pre_kernel<scalar_t, Act_, true><<<grid, block, 0, stream>>>(
+              gy.const_data_ptr<scalar_t>(), svp, argp, gp.mutable_data_ptr<scalar_t>(), n,
+              out_cols, k, act, mask, partp, donep, gbp);
+        } else {
+          grad_pre_kernel<scalar_t, Act_, false><<<grid, block, 0, stream>>>(
+              gy.const_data_ptr<scalar_t>(), svp, argp, gp.mutable_data_ptr<scalar_t>(), n,
+              out_cols, k, act, mask, partp, donep, gbp);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  }
+  at::Tensor gx = output_mask[0] ? at::mm(gp, weight).view(x.sizes()) : at::empty({0}, x.options());
+  at::Tensor gw = output_mask[1] ? at::mm(gp.t(), x2) : at::empty({0}, x.options());
+  return {gx, gw, gbias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mlpbench, CUDA, m) {
+  m.impl("linear_act", &linear_act_cuda);
+  m.impl("linear_act_backward", &linear_act_backward_cuda);
+}
+
+}  // namespace mlpbench::cuda
