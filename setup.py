@@ -53,7 +53,7 @@ def _want_cuda():
 
 
 def _extension():
-    sources = ["csrc/ops.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
+    sources = ["csrc/ops.cpp", "csrc/autograd.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
     cxx = ["-O3", "-fopenmp"]
     if not _want_cuda():
         return CppExtension("mlpbench._C", sources, extra_compile_args={"cxx": cxx},

@@ -1,8 +1,8 @@
 """The functional ops: thin Python wrappers over torch.ops.mlpbench.*.
 
-The kernels and all argument checks are in C++ (csrc/); this module draws
-dropout seeds, and registers the autograd formulas and the fake (shape-only)
-kernels that torch.compile traces with.
+The kernels, their autograd and all argument checks are in C++ (csrc/); this
+module draws dropout seeds and registers the fake (shape-only) kernels that
+torch.compile traces with.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ __all__ = ["ACTIVATIONS", "activation", "dropout", "linear_act", "philox4x32"]
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu",
                "maxout", "step")
-# Activations whose derivative is computed from the op's output y; gelu and
-# silu need their input, maxout the index of the winning piece.
+# linear_act's aux output: the pre-activation for these, which backward needs.
 _FROM_INPUT = ("gelu", "silu")
 
 _U64 = 1 << 64
@@ -97,57 +96,7 @@ def dropout(x, p, training=True, seed=None, offset=0):
     return torch.ops.mlpbench.dropout.default(x, p, seed, offset)
 
 
-# --- autograd ---------------------------------------------------------------
-
-def _linear_act_setup(ctx, inputs, output):
-    x, weight, bias, act, slope, alpha, approx, pieces, p, seed, offset = inputs
-    y, aux = output
-    ctx.mark_non_differentiable(aux)
-    ctx.args = (act, slope, alpha, approx, pieces, p, seed, offset)
-    if act in _FROM_INPUT or act == "maxout":
-        saved = aux
-    elif act == "identity":
-        saved = aux  # empty: identity's derivative is 1
-    else:
-        saved = y
-    ctx.save_for_backward(x, weight, saved)
-
-
-def _linear_act_backward(ctx, grad_y, _grad_aux):
-    x, weight, saved = ctx.saved_tensors
-    mask = list(ctx.needs_input_grad[:3])
-    gx, gw, gb = torch.ops.mlpbench.linear_act_backward.default(
-        grad_y, x, weight, saved, *ctx.args, mask)
-    return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
-            None, None, None, None, None, None, None, None)
-
-
-def _activation_setup(ctx, inputs, output):
-    x, name, slope, alpha, approx = inputs
-    ctx.args = (name, slope, alpha, approx)
-    ctx.save_for_backward(x if name in _FROM_INPUT else output)
-
-
-def _activation_backward(ctx, grad_y):
-    (saved,) = ctx.saved_tensors
-    return (torch.ops.mlpbench.activation_backward.default(grad_y, saved, *ctx.args),
-            None, None, None, None)
-
-
-def _dropout_setup(ctx, inputs, output):
-    _, ctx.p, ctx.seed, ctx.offset = inputs
-
-
-def _dropout_backward(ctx, grad_y):
-    return torch.ops.mlpbench.dropout.default(grad_y, ctx.p, ctx.seed, ctx.offset), None, None, None
-
-
-torch.library.register_autograd("mlpbench::linear_act", _linear_act_backward,
-                                setup_context=_linear_act_setup)
-torch.library.register_autograd("mlpbench::activation", _activation_backward,
-                                setup_context=_activation_setup)
-torch.library.register_autograd("mlpbench::dropout", _dropout_backward,
-                                setup_context=_dropout_setup)
+# Autograd is registered in C++ (csrc/autograd.cpp), for every backend.
 
 
 # --- fake kernels (shapes only) for torch.compile --------------------------
