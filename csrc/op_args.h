@@ -63,6 +63,13 @@ void with_activation(const ActSpec& spec, F&& f) {
   }
 }
 
+// Allocates a kernel's output. With the debug switch on (tests), the memory
+// is first filled with NaN (0xFF bytes for integers), so that an element a
+// kernel forgets to write shows up instead of passing as stale memory.
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+void set_debug_poison(bool enabled);
+bool debug_poison();
+
 // Backward through step is refused, as torch.heaviside's is.
 void check_differentiable(const char* op, const ActSpec& spec);
 

@@ -1,9 +1,12 @@
 // The op schemas (defined once for every backend) and the shared argument
 // checks. Kernels live in csrc/cpu/ and csrc/cuda/; autograd and fake (meta)
 // kernels are registered from Python in mlpbench/ops.py.
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "op_args.h"
@@ -121,6 +124,25 @@ DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset
   TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, op, ": dropout probability p must be in [0, 1], got ",
                     p);
   return make_dropout_mask(p, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset));
+}
+
+namespace {
+std::atomic<bool> poison_outputs{false};
+}  // namespace
+
+void set_debug_poison(bool enabled) { poison_outputs = enabled; }
+bool debug_poison() { return poison_outputs; }
+
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
+  if (poison_outputs) {
+    if (at::isFloatingType(out.scalar_type())) {
+      out.fill_(std::numeric_limits<double>::quiet_NaN());
+    } else {
+      out.fill_(255);
+    }
+  }
+  return out;
 }
 
 void check_differentiable(const char* op, const ActSpec& spec) {

@@ -3,6 +3,7 @@
 // generator so that tests can check it against the published vectors.
 #include <torch/extension.h>
 
+#include "op_args.h"
 #include "philox.h"
 
 namespace {
@@ -22,6 +23,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "mlpbench's compiled kernels (ops are under torch.ops.mlpbench)";
   m.def("philox4x32", &philox4x32, "Philox4x32-10 of a 4-word counter and a 2-word key",
         pybind11::arg("counter"), pybind11::arg("key"));
+  m.def("set_debug_poison", &mlpbench::set_debug_poison,
+        "Fill every kernel output with NaN before the kernel runs (tests)");
+  m.def("debug_poison", &mlpbench::debug_poison);
+  m.def("new_output_like", [](const at::Tensor& t) {
+    return mlpbench::new_output(t.sizes(), t.options());
+  }, "A fresh tensor allocated as the kernels allocate their outputs");
   m.def("has_cuda", [] {
 #ifdef MLPBENCH_WITH_CUDA
     return true;

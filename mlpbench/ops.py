@@ -7,13 +7,14 @@ torch.compile traces with.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
 from . import _C
 
-__all__ = ["ACTIVATIONS", "activation", "dropout", "linear_act", "philox4x32"]
+__all__ = ["ACTIVATIONS", "activation", "debug_poison", "dropout", "linear_act", "philox4x32"]
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu",
                "maxout", "step")
@@ -26,6 +27,18 @@ _U64 = 1 << 64
 def philox4x32(counter, key):
     """Philox4x32-10 of a 4-word counter and a 2-word key (32-bit words as ints)."""
     return _C.philox4x32(tuple(counter), tuple(key))
+
+
+@contextlib.contextmanager
+def debug_poison():
+    """Within this block every kernel output is filled with NaN before the
+    kernel runs, so that any element a kernel fails to write shows up."""
+    old = _C.debug_poison()
+    _C.set_debug_poison(True)
+    try:
+        yield
+    finally:
+        _C.set_debug_poison(old)
 
 
 def _as_int64(value, name):

@@ -70,7 +70,7 @@ def test_bad_parameters(t):
         ops.activation(t(4), "elu", alpha=math.nan)
 
 
-def test_device_mismatch():
+def test_cuda_device_mismatch():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     with pytest.raises(ValueError, match="x and weight must be on the same device"):

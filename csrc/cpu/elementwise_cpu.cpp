@@ -3,7 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include "../op_args.h"
@@ -18,7 +18,7 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
   const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
   check_float_tensor("activation", "x", x);
   const at::Tensor xc = x.contiguous();
-  at::Tensor y = at::empty_like(xc);
+  at::Tensor y = new_output(xc.sizes(), xc.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
@@ -42,7 +42,7 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
                     ": grad_y and saved must have the same shape and dtype, got ", grad_y.sizes(),
                     " ", grad_y.dtype(), " and ", saved.sizes(), " ", saved.dtype());
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
-  at::Tensor gx = at::empty_like(g);
+  at::Tensor gx = new_output(g.sizes(), g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "activation_backward_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
@@ -60,7 +60,7 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
   const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
   check_float_tensor("dropout", "x", x);
   const at::Tensor xc = x.contiguous();
-  at::Tensor y = at::empty_like(xc);
+  at::Tensor y = new_output(xc.sizes(), xc.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();

@@ -132,12 +132,12 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
   auto out_sizes = x.sizes().vec();
   out_sizes.back() = out_cols;
 
-  at::Tensor y = at::empty({n, out_cols}, x.options());
+  at::Tensor y = new_output({n, out_cols}, x.options());
   at::Tensor aux;
   if (spec.act == Act::Gelu || spec.act == Act::GeluTanh || spec.act == Act::Silu) {
-    aux = at::empty({n, out_cols}, x.options());
+    aux = new_output({n, out_cols}, x.options());
   } else if (spec.act == Act::Maxout) {
-    aux = at::empty({n, out_cols}, x.options().dtype(at::kByte));
+    aux = new_output({n, out_cols}, x.options().dtype(at::kByte));
   } else {
     aux = at::empty({0}, x.options());
   }
@@ -227,8 +227,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   const bool uses_saved = spec.act != Act::Identity;
   const at::Tensor sv = uses_saved ? saved.reshape({n, out_cols}).contiguous() : saved;
 
-  at::Tensor gp = at::empty({n, out_rows}, x.options());
-  at::Tensor gbias = output_mask[2] ? at::empty({out_rows}, x.options()) : at::empty({0}, x.options());
+  at::Tensor gp = new_output({n, out_rows}, x.options());
+  at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (n == 0 && output_mask[2]) gbias.zero_();
   if (n > 0 && out_cols > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_act_backward_cpu", [&] {

@@ -3,7 +3,7 @@
 // mapping of csrc/philox.h, so masks equal the CPU's bit for bit).
 // Grid-stride loops; each thread moves 16 bytes per access where aligned.
 #include <ATen/Dispatch.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include "../op_args.h"
@@ -68,7 +68,7 @@ at::Tensor activation_cuda(const at::Tensor& x, c10::string_view name, double ne
   check_float_tensor("activation", "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
-  at::Tensor y = at::empty_like(xc);
+  at::Tensor y = new_output(xc.sizes(), xc.options());
   const int64_t n = xc.numel();
   if (n == 0) return y;
   const auto stream = at::cuda::getCurrentCUDAStream();
@@ -104,7 +104,7 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& 
                     saved.dtype());
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
-  at::Tensor gx = at::empty_like(g);
+  at::Tensor gx = new_output(g.sizes(), g.options());
   const int64_t n = g.numel();
   if (n == 0) return gx;
   const auto stream = at::cuda::getCurrentCUDAStream();
@@ -132,7 +132,7 @@ at::Tensor dropout_cuda(const at::Tensor& x, double p, int64_t seed, int64_t off
   check_float_tensor("dropout", "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
-  at::Tensor y = at::empty_like(xc);
+  at::Tensor y = new_output(xc.sizes(), xc.options());
   const int64_t n = xc.numel();
   if (n == 0) return y;
   const auto stream = at::cuda::getCurrentCUDAStream();

@@ -189,9 +189,9 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
 
   // x @ W.T through cuBLAS; fresh, contiguous and aligned.
   at::Tensor buf = at::mm(x2, weight.t());
-  at::Tensor y = (saves_pre || maxout) ? at::empty({n, out_cols}, x.options()) : buf;
+  at::Tensor y = (saves_pre || maxout) ? new_output({n, out_cols}, x.options()) : buf;
   at::Tensor aux = saves_pre ? buf
-                   : maxout  ? at::empty({n, out_cols}, x.options().dtype(at::kByte))
+                   : maxout  ? new_output({n, out_cols}, x.options().dtype(at::kByte))
                              : at::empty({0}, x.options());
   const int64_t total = n * out_cols;
   if (total > 0) {
@@ -256,8 +256,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
   const bool uses_saved = spec.act != Act::Identity;
   const at::Tensor sv = uses_saved ? saved.reshape({n, out_cols}).contiguous() : saved;
 
-  at::Tensor gp = at::empty({n, out_rows}, x.options());
-  at::Tensor gbias = output_mask[2] ? at::empty({out_rows}, x.options()) : at::empty({0}, x.options());
+  at::Tensor gp = new_output({n, out_rows}, x.options());
+  at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (n == 0 || out_rows == 0) {
     gp.zero_();
     gbias.zero_();
@@ -273,7 +273,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
     const auto acc_type = at::toOpMathType(x.scalar_type());
     at::Tensor partial, tile_done;
     if (output_mask[2]) {
-      partial = at::empty({row_blocks, out_rows}, x.options().dtype(acc_type));
+      partial = new_output({row_blocks, out_rows}, x.options().dtype(acc_type));
       tile_done = at::zeros({tiles}, x.options().dtype(at::kInt));
     }
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "linear_act_backward_cuda", [&] {

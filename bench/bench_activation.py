@@ -1,0 +1,62 @@
+"""activation[<name>, <size>]: each activation's elementwise forward and
+backward, stock beside fused, with a ReLU's and a plain copy's time beside:
+the lecture's "ReLU is fast because it needs no exp()" per operation."""
+
+import pytest
+import torch
+
+from conftest import DEVICES
+from mlpbench import ops
+from mlpbench.reference import stock_activation
+
+NAMES = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "step"]
+# A lecture-sized tensor, and a large one (bigger on a GPU, to be bandwidth bound).
+SIZES = {"cpu": [(100, 256), (16 * 2**20,)], "cuda": [(100, 256), (64 * 2**20,)]}
+ROWS = ["stock fwd", "fused fwd", "stock bwd", "fused bwd"]
+
+
+def _size_id(shape):
+    return "x".join(str(s) for s in shape) if len(shape) > 1 else f"{shape[0] // 2**20}M"
+
+
+def _case_list():
+    for device in DEVICES:
+        dev = device if isinstance(device, str) else device.values[0]
+        for i, _ in enumerate(SIZES[dev]):
+            yield pytest.param(device, i, id=f"{dev}-size{i}", marks=getattr(device, "marks", ()))
+
+
+@pytest.mark.parametrize("device,size", list(_case_list()))
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("row", ROWS)
+def test_activation(measure, row, name, device, size):
+    shape = SIZES[device][size]
+    group = f"activation[{name}, {_size_id(shape)}]"
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=device)
+    fused, bwd = row.startswith("fused"), row.endswith("bwd")
+    if bwd and name == "step":
+        pytest.skip("step has no backward")
+    f = (lambda t: ops.activation(t, name)) if fused else (lambda t: stock_activation(t, name))
+    if not bwd:
+        with torch.no_grad():
+            measure(group, row, lambda: f(x), device, elements=x.numel())
+        return
+    x.requires_grad_()
+    y = f(x)
+    g = torch.randn_like(y)
+    measure(group, row, lambda: torch.autograd.grad(y, x, g, retain_graph=True), device,
+            elements=x.numel())
+
+
+@pytest.mark.parametrize("device,size", list(_case_list()))
+@pytest.mark.parametrize("row", ["copy", "relu fwd"])
+def test_reference_rows(measure, row, device, size):
+    """A device copy into a preallocated tensor, and our ReLU, per size."""
+    shape = SIZES[device][size]
+    group = f"activation[reference, {_size_id(shape)}]"
+    x = torch.randn(shape, device=device)
+    out = torch.empty_like(x)
+    fn = (lambda: out.copy_(x)) if row == "copy" else (lambda: ops.activation(x, "relu"))
+    with torch.no_grad():
+        measure(group, row, fn, device, elements=x.numel(), bytes_moved=2 * x.numel() * 4)

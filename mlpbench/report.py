@@ -1,0 +1,156 @@
+"""Turn a pytest-benchmark JSON file into markdown tables and a bar chart.
+
+    pytest bench/ --benchmark-only --benchmark-json=BENCH.json
+    python -m mlpbench.report BENCH.json [MORE.json ...] [--png chart.png] [--device cpu|cuda]
+
+One table per benchmark group, each row with its median time per call and its
+ratio to the group's stock row and floor row (where the group has them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+__all__ = ["load_rows", "markdown", "summary", "targets", "main"]
+
+# The order rows appear in within a group.
+ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile", "fused",
+             "fused fwd", "fused bwd"]
+
+
+def load_rows(paths, device=None):
+    """{(device, group): {row: median seconds per call}} from benchmark JSON files."""
+    groups = defaultdict(dict)
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        data = json.loads(Path(path).read_text())
+        if "benchmarks" not in data:
+            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' key)")
+        _add_rows(groups, data["benchmarks"], device)
+    return dict(groups)
+
+
+def _add_rows(groups, benchmarks, device):
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if "row" not in info:
+            continue
+        dev = info.get("device", "cpu")
+        if device and dev != device:
+            continue
+        groups[(dev, bench["group"])][info["row"]] = bench["stats"]["median"] / info.get("inner", 1)
+
+
+def _fmt_time(seconds):
+    us = seconds * 1e6
+    return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def markdown(groups):
+    """Markdown tables, one per group, rows in ROW_ORDER."""
+    out = []
+    for (dev, group), rows in sorted(groups.items()):
+        stock = rows.get("stock", rows.get("stock fwd"))
+        floor = rows.get("floor", rows.get("copy"))
+        out.append(f"#### {group} ({dev})\n")
+        out.append("| row | median | vs stock | vs floor |")
+        out.append("| --- | ---: | ---: | ---: |")
+        order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r))
+        for row in order:
+            t = rows[row]
+            vs_stock = f"{t / stock:.2f}x" if stock else ""
+            vs_floor = f"{t / floor:.2f}x" if floor else ""
+            out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def summary(groups):
+    """One line per group that has a stock and a fused row: fused / stock."""
+    lines = []
+    for (dev, group), rows in sorted(groups.items()):
+        for stock_row, fused_row in (("stock", "fused"), ("stock fwd", "fused fwd"),
+                                     ("stock bwd", "fused bwd")):
+            if stock_row in rows and fused_row in rows:
+                ratio = rows[fused_row] / rows[stock_row]
+                lines.append((dev, f"{group} {fused_row}", ratio))
+    return lines
+
+
+def targets(groups, device="cuda"):
+    """The headline checks: fused fwd+bwd speed-up over stock at batch 4096 per
+    activation and shape, the Linear+ReLU+dropout block, and the elementwise
+    kernels' bandwidth as a fraction of a device copy's, on the largest tensor."""
+    lines = ["| check | stock / fused (speed-up) or % of copy bandwidth |", "| --- | ---: |"]
+    for (dev, group), rows in sorted(groups.items()):
+        if dev != device or "stock" not in rows or "fused" not in rows:
+            continue
+        if ("batch 4096" in group and "fwdbwd" in group) or group.startswith("mlp_step"):
+            lines.append(f"| {group} | {rows['stock'] / rows['fused']:.2f}x |")
+    sizes = [g.split(", ")[1].rstrip("]") for (dev, g) in groups
+             if dev == device and g.startswith("activation[reference")]
+    largest = max(sizes, key=lambda s: int(s.rstrip("M")) if s.endswith("M") else 0, default=None)
+    copy = groups.get((device, f"activation[reference, {largest}]"), {}).get("copy")
+    for (dev, group), rows in sorted(groups.items()):
+        if dev != device or not copy or not group.endswith(f", {largest}]"):
+            continue
+        for row, tensors in (("fused fwd", 2), ("fused bwd", 3)):
+            if row in rows:
+                pct = 100 * copy * tensors / 2 / rows[row]
+                lines.append(f"| {group} {row} | {pct:.0f}% |")
+    return "\n".join(lines)
+
+
+def bar_chart(groups, png):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = summary(groups)
+    if not lines:
+        return None
+    labels = [f"{label} ({dev})" for dev, label, _ in lines]
+    ratios = [r for *_, r in lines]
+    fig, ax = plt.subplots(figsize=(10, max(3, 0.22 * len(lines))))
+    ax.barh(range(len(lines)), ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(lines)), labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("fused time / stock time (lower is better)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return png
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m mlpbench.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", nargs="+", help="files written by pytest --benchmark-json")
+    parser.add_argument("--png", help="bar chart of fused/stock per group (default: JSON name .png)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device's rows")
+    parser.add_argument("--targets", action="store_true",
+                        help="print only the headline checks (speed-ups, bandwidth)")
+    args = parser.parse_args(argv)
+    try:
+        groups = load_rows(args.json, args.device)
+    except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+        parser.error(str(e))
+    if not groups:
+        parser.error(f"{args.json}: no mlpbench benchmark rows found")
+    if args.targets:
+        print(targets(groups, args.device or "cuda"))
+        return 0
+    print(markdown(groups))
+    png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")))
+    if png:
+        print(f"bar chart: {png}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The report parses a real benchmark JSON; the GPU check script is valid bash."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlpbench import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "bench"),
+           "--benchmark-only", f"--benchmark-json={out}", "--benchmark-max-time=0.001",
+           "--benchmark-min-rounds=1", "-k",
+           "cpu and not compile and ((test_linear_act and 256x10 and batch100 and relu) or "
+           "test_reference_rows or (test_activation and relu and size1) or "
+           "(test_dropout and 100x256))"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_report_tables_and_chart(bench_json, tmp_path, capsys):
+    png = tmp_path / "chart.png"
+    assert report.main([str(bench_json), "--png", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "#### linear_act[256x10, batch 100, relu, fwd] (cpu)" in text
+    for row in ("floor", "stock", "fused"):
+        assert f"| {row} |" in text
+    assert "| stock | " in text and "1.00x" in text
+    assert png.stat().st_size > 1000
+
+
+def test_report_targets_and_device_filter(bench_json, capsys):
+    assert report.main([str(bench_json), "--device", "cpu", "--targets"]) == 0
+    assert "% |" in capsys.readouterr().out  # bandwidth against the copy row
+    with pytest.raises(SystemExit):
+        report.main([str(bench_json), "--device", "cuda"])  # no CUDA rows: a clear error
+
+
+def test_report_rejects_other_json(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a benchmark"}')
+    with pytest.raises(SystemExit):
+        report.main([str(bad)])
+
+
+def test_gpu_check_script_is_valid_bash():
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
