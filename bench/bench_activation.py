@@ -23,7 +23,7 @@ def _case_list():
     for device in DEVICES:
         dev = device if isinstance(device, str) else device.values[0]
         for i, _ in enumerate(SIZES[dev]):
-            yield pytest.param(device, i, id=f"{dev}-size{i}", marks=getattr(device, "marks", ()))
+            yield pytest.param(dev, i, id=f"{dev}-size{i}", marks=getattr(device, "marks", ()))
 
 
 @pytest.mark.parametrize("device,size", list(_case_list()))

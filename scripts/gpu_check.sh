@@ -12,17 +12,18 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-STAGES=${GPU_CHECK_STAGES:-"build tests bench"}
+STAGES=${GPU_CHECK_STAGES:-"build tests bench profile"}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 status=0
 stage() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-{
+device_info() {
   date -u +"%Y-%m-%d %H:%M UTC"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '|', torch.cuda.get_device_name())"
-} | tee "$OUT/device.txt"
+}
+device_info
 
 if stage build; then
   # Only this card's architecture, on every core: minutes, not tens of them.
@@ -40,8 +41,29 @@ if stage build; then
 fi
 
 if stage tests; then
+  echo "== C++ errors raise Python exceptions (also after Triton has compiled a kernel)"
+  timeout 120 "$PY" - <<'PYEOF' 2>&1 | tail -5
+import torch
+from mlpbench import ops
+def check(label):
+    for dev in ("cpu", "cuda"):
+        try:
+            ops.linear_act(torch.randn(4, 12, device=dev), torch.randn(5, 13, device=dev))
+        except ValueError:
+            print(label, dev, "ValueError: ok")
+check("before compile:")
+torch.compile(lambda t: t.sin() + 1)(torch.randn(8, device="cuda"))
+try:
+    torch.mm(torch.randn(2, 3, device="cuda"), torch.randn(2, 3, device="cuda"))
+except RuntimeError:
+    print("torch's own error after compile: ok")
+check("after compile:")
+PYEOF
   echo "== CUDA tests"
-  timeout 180 "$PY" -m pytest -q -p no:cacheprovider tests -k cuda >"$OUT/tests.log" 2>&1
+  # Workers (pytest-xdist, where installed): a crash fails one test, not the run.
+  xdist=()
+  "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 8)
+  timeout 180 "$PY" -m pytest -q -p no:cacheprovider "${xdist[@]}" tests -k cuda >"$OUT/tests.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1 && grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -40
   tail -1 "$OUT/tests.log"
@@ -65,8 +87,12 @@ if stage bench; then
   jsons=()
   for f in "$OUT/bench.json" "$OUT/bench-compile.json"; do [ -s "$f" ] && jsons+=("$f"); done
   if [ ${#jsons[@]} -gt 0 ]; then
-    "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --png /tmp/gpu-bench.png >"$OUT/gpu-results.md"
+    { device_info; echo; "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --png /tmp/gpu-bench.png; } >"$OUT/gpu-results.md"
     "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --targets | tee "$OUT/targets.md"
   fi
+fi
+if stage profile; then
+  echo "== profile"
+  timeout 90 "$PY" scripts/gpu_profile.py >"$OUT/profile.txt" 2>&1 || status=1
 fi
 exit $status

@@ -36,10 +36,12 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
     Philox4 words;
     if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 2);
     T pre[4];
+    int64_t col = i % cols;  // one division per group; then step with wrap-around
 #pragma unroll
-    for (int l = 0; l < 4; ++l) {
+    for (int l = 0; l < 4; ++l, ++col) {
+      while (col >= cols) col -= cols;
       acc_t a = static_cast<acc_t>(v[l]);
-      if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[(i + l) % cols]);
+      if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[col]);
       pre[l] = static_cast<T>(a);
       acc_t out = act.forward(a);
       if (kDropout) out = mask.keeps_word(words.v[l]) ? out / keep_prob : acc_t(0);
@@ -113,7 +115,7 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
     for (int l = 0; l < kColsPerThread; ++l) {
       const int64_t c = c0 + l;
       if (c >= out_rows) break;
-      const int64_t unit = c / pieces;
+      const int64_t unit = pieces == 1 ? c : c / pieces;  // no 64-bit division unless maxout
       const int64_t e = r * out_cols + unit;
       acc_t g = static_cast<acc_t>(gy[e]);
       if (kDropout) g = cursor.keeps(static_cast<uint64_t>(e)) ? g / keep_prob : acc_t(0);
@@ -153,15 +155,27 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
   __syncthreads();
   if (!last) return;
   __threadfence();
-  // The last block adds the partials of every row block, in row-block order.
+  // The last block adds the partials of every row block: row lane ty takes
+  // row blocks ty, ty + kTileY, ...; then the lanes are added in order. The
+  // order depends only on the grid, so the result is deterministic.
+  const volatile acc_t* part = partial;
+  acc_t s[kColsPerThread] = {};
+  for (unsigned b = ty; b < gridDim.y; b += kTileY) {
+#pragma unroll
+    for (int l = 0; l < kColsPerThread; ++l) {
+      const int64_t c = c0 + l;
+      if (c < out_rows) s[l] += part[int64_t(b) * out_rows + c];
+    }
+  }
+#pragma unroll
+  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = s[l];
+  __syncthreads();
   for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
     const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
     if (c >= out_rows) continue;
-    acc_t s = 0;
-    for (unsigned b = 0; b < gridDim.y; ++b) {
-      s += static_cast<volatile acc_t*>(partial)[int64_t(b) * out_rows + c];
-    }
-    gbias[c] = static_cast<T>(s);
+    acc_t sum_c = 0;
+    for (int k = 0; k < kTileY; ++k) sum_c += tile[k][j];
+    gbias[c] = static_cast<T>(sum_c);
   }
 }
 
