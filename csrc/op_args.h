@@ -8,6 +8,7 @@
 #include <c10/util/string_view.h>
 
 #include <optional>
+#include <string>
 
 #include "activations.h"
 #include "philox.h"
@@ -27,6 +28,14 @@ ActSpec parse_activation(const char* op, c10::string_view name, double negative_
 void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const ActSpec& spec);
 
+// Numbers and shapes for error messages, formatted with snprintf rather than
+// std::ostream: on the GPU machine's toolchain, formatting a number through
+// std::ostream inside this extension crashed the process while an error was
+// being raised (strings were fine), so messages carry numbers as text.
+std::string text(int64_t v);
+std::string text(double v);
+std::string text(at::IntArrayRef sizes);
+
 // An activation for the elementwise ops: any but maxout.
 ActSpec parse_elementwise(const char* op, c10::string_view name, double negative_slope,
                           double alpha, c10::string_view approximate);
@@ -40,6 +49,9 @@ inline at::Tensor as_rows(const at::Tensor& x) {
 }
 
 void check_float_tensor(const char* op, const char* arg, const at::Tensor& t);
+
+// `saved` must match grad_y's shape, dtype and device.
+void check_like_grad(const char* op, const at::Tensor& grad_y, const at::Tensor& saved);
 
 // p in [0, 1]; seed and offset are 64-bit patterns carried in int64.
 DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset);

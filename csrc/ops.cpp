@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -54,15 +55,15 @@ ActSpec parse_activation(const char* op, c10::string_view name, double negative_
   if (spec.act == Act::Gelu && approximate == "tanh") spec.act = Act::GeluTanh;
   // Backward derives these from the saved output, which needs y > 0 <=> x > 0.
   TORCH_CHECK_VALUE(std::isfinite(negative_slope) && negative_slope >= 0.0, op,
-                    ": negative_slope must be a finite number >= 0, got ", negative_slope);
+                    ": negative_slope must be a finite number >= 0, got ", text(negative_slope));
   TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0, op,
-                    ": alpha must be a finite number >= 0, got ", alpha);
+                    ": alpha must be a finite number >= 0, got ", text(alpha));
   spec.params.negative_slope = negative_slope;
   spec.params.alpha = alpha;
   if (spec.act == Act::Maxout) {
     // The argmax saved for backward is a uint8.
     TORCH_CHECK_VALUE(pieces >= 1 && pieces <= 255, op,
-                      ": pieces (maxout's k) must be in [1, 255], got ", pieces);
+                      ": pieces (maxout's k) must be in [1, 255], got ", text(pieces));
     spec.pieces = pieces;
   }
   return spec;
@@ -86,6 +87,14 @@ void check_float_tensor(const char* op, const char* arg, const at::Tensor& t) {
                    t.device());
 }
 
+void check_like_grad(const char* op, const at::Tensor& grad_y, const at::Tensor& saved) {
+  TORCH_CHECK_VALUE(grad_y.sizes() == saved.sizes() && grad_y.dtype() == saved.dtype() &&
+                        grad_y.device() == saved.device(),
+                    op, ": grad_y and saved must have the same shape, dtype and device, got ",
+                    text(grad_y.sizes()), " ", grad_y.dtype(), " on ", grad_y.device(), " and ",
+                    text(saved.sizes()), " ", saved.dtype(), " on ", saved.device());
+}
+
 void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const ActSpec& spec) {
   const char* op = "linear_act";
@@ -98,11 +107,11 @@ void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                     ": x and weight must be on the same device, got x on ", x.device(),
                     " and weight on ", weight.device());
   TORCH_CHECK_VALUE(weight.dim() == 2, op,
-                    ": weight must be 2-D (out_rows, in_features), got shape ", weight.sizes());
+                    ": weight must be 2-D (out_rows, in_features), got shape ", text(weight.sizes()));
   TORCH_CHECK_VALUE(x.dim() >= 1, op, ": x must have at least 1 dimension (..., in_features)");
-  TORCH_CHECK_VALUE(x.size(-1) == weight.size(1), op, ": x's last dimension (", x.size(-1),
-                    ") must equal weight's in_features (", weight.size(1), "); x shape ",
-                    x.sizes(), ", weight shape ", weight.sizes());
+  TORCH_CHECK_VALUE(x.size(-1) == weight.size(1), op, ": x's last dimension (", text(x.size(-1)),
+                    ") must equal weight's in_features (", text(weight.size(1)), "); x shape ",
+                    text(x.sizes()), ", weight shape ", text(weight.sizes()));
   if (bias.has_value()) {
     const auto& b = *bias;
     TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op,
@@ -110,20 +119,34 @@ void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
     TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on x's device ", x.device(),
                       ", got ", b.device());
     TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == weight.size(0), op,
-                      ": bias must be 1-D with weight.shape[0] = ", weight.size(0),
-                      " elements, got shape ", b.sizes());
+                      ": bias must be 1-D with weight.shape[0] = ", text(weight.size(0)),
+                      " elements, got shape ", text(b.sizes()));
   }
   if (spec.act == Act::Maxout) {
     TORCH_CHECK_VALUE(weight.size(0) % spec.pieces == 0, op, ": maxout with pieces=",
-                      spec.pieces, " needs weight rows divisible by pieces, got ",
-                      weight.size(0), " rows");
+                      text(spec.pieces), " needs weight rows divisible by pieces, got ",
+                      text(weight.size(0)), " rows");
   }
 }
 
 DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset) {
   TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, op, ": dropout probability p must be in [0, 1], got ",
-                    p);
+                    text(p));
   return make_dropout_mask(p, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset));
+}
+
+std::string text(int64_t v) { return std::to_string(v); }
+
+std::string text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string text(at::IntArrayRef sizes) {
+  std::string out = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out + "]";
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -21,7 +22,7 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 namespace mlpbench::cpu {
 
 inline int blas_int(int64_t v) {
-  TORCH_CHECK(v <= std::numeric_limits<int>::max(), "mlpbench: dimension ", v,
+  TORCH_CHECK(v <= std::numeric_limits<int>::max(), "mlpbench: dimension ", std::to_string(v),
               " is too large for the BLAS (32-bit indices)");
   return static_cast<int>(v);
 }

@@ -38,9 +38,7 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
   const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  TORCH_CHECK_VALUE(grad_y.sizes() == saved.sizes() && grad_y.dtype() == saved.dtype(), op,
-                    ": grad_y and saved must have the same shape and dtype, got ", grad_y.sizes(),
-                    " ", grad_y.dtype(), " and ", saved.sizes(), " ", saved.dtype());
+  check_like_grad(op, grad_y, saved);
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "activation_backward_cpu", [&] {

@@ -97,11 +97,7 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& 
   const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  TORCH_CHECK_VALUE(grad_y.sizes() == saved.sizes() && grad_y.dtype() == saved.dtype() &&
-                        grad_y.device() == saved.device(),
-                    op, ": grad_y and saved must have the same shape, dtype and device, got ",
-                    grad_y.sizes(), " ", grad_y.dtype(), " and ", saved.sizes(), " ",
-                    saved.dtype());
+  check_like_grad(op, grad_y, saved);
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
