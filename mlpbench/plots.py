@@ -1,0 +1,44 @@
+"""Figures of training runs (matplotlib, written to PNG files)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plot_curves", "plot_runs"]
+
+
+def plot_curves(epochs, path, title=None):
+    """Loss and accuracy against epoch, train and test, for one run."""
+    x = [e["epoch"] for e in epochs]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-"), ("test", "--")):
+        ax_loss.plot(x, [e[f"{split}_loss"] for e in epochs], style, label=split)
+        ax_acc.plot(x, [e[f"{split}_accuracy"] for e in epochs], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_runs(runs, path, key="test_accuracy", ylabel="test accuracy", title=None, logy=False):
+    """One line per run: runs is {label: [epoch records]}."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, epochs in runs.items():
+        ax.plot([e["epoch"] for e in epochs], [e[key] for e in epochs], marker=".", label=label)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title or "")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

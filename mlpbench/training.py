@@ -1,0 +1,232 @@
+"""Training and evaluation of the lecture's MLPs, shared by the CLI and the
+experiments: batches are index slices of tensors already in memory, the same
+performance hygiene applies to stock and fused models, and a checkpoint holds
+everything needed to continue with identical results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import MNIST, load_mnist, standardize
+from .models import MLP
+
+__all__ = ["Config", "History", "evaluate", "make_optimizer", "make_scheduler", "train"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULERS = ("none", "step", "cosine", "plateau")
+
+
+@dataclass
+class Config:
+    """One training run; the defaults are the lecture's plotted run."""
+
+    fused: bool = True
+    arch: tuple = (784, 256, 256, 256, 10)
+    activation: str = "relu"
+    dropout: float = 0.3
+    init: str = "xavier"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    epochs: int = 15
+    batch_size: int = 100
+    standardize: bool = False
+    batchnorm: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    train_limit: int | None = None  # use only the first N training images (tests, quick runs)
+
+
+@dataclass
+class History:
+    config: dict
+    epochs: list = field(default_factory=list)
+    diverged: str | None = None  # why training stopped early, if it did
+    model: object = None  # the trained model (not serialised)
+
+    def to_json(self) -> dict:
+        return {"config": self.config, "versions": versions(), "epochs": self.epochs,
+                **({"diverged": self.diverged} if self.diverged else {})}
+
+
+def versions() -> dict:
+    import mlpbench
+
+    return {"mlpbench": mlpbench.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda, "machine": platform.machine()}
+
+
+def make_optimizer(params, config: Config):
+    params = list(params)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    try:  # the fused implementation where this torch and device have one (fair to both paths)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
+                                fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer, config: Config):
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3),
+                                               gamma=0.3)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=1)
+    return None
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size=1000):
+    """(mean cross-entropy, accuracy in [0, 1]) in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return loss / len(x), correct / len(x)
+
+
+def prepare_data(config: Config, data: MNIST | None = None, data_dir=None):
+    data = data if data is not None else load_mnist(data_dir)
+    train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
+    if config.train_limit is not None:
+        train_x, train_y = train_x[:config.train_limit], train_y[:config.train_limit]
+    if config.standardize:
+        train_x, test_x, _, _ = standardize(train_x, test_x)
+    device = torch.device(config.device)
+    return (train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(device):
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state, device):
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path | None = None,
+          resume: Path | None = None, progress: bool = True, on_epoch=None) -> History:
+    """Train `config` (or continue the checkpoint `resume`), writing
+    metrics.json, curves.png and checkpoint.pt to `out` after every epoch."""
+    from tqdm import tqdm
+
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    checkpoint = torch.load(resume, weights_only=False) if resume else None
+    if checkpoint is not None:
+        config = Config(**{**checkpoint["config"], "epochs": max(config.epochs,
+                                                                 checkpoint["config"]["epochs"])})
+    train_x, train_y, test_x, test_y = prepare_data(config, data, data_dir)
+
+    torch.manual_seed(config.seed)
+    model = MLP(config.arch, config.activation, config.dropout, config.init, config.fused,
+                config.batchnorm).to(device)
+    optimizer = make_optimizer(model.parameters(), config)
+    scheduler = make_scheduler(optimizer, config)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    history = History(asdict(config))
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        shuffle.set_state(checkpoint["shuffle"])
+        _set_rng_state(checkpoint["rng"], device)
+        history.epochs = checkpoint["epochs"]
+    n, bs = len(train_x), config.batch_size
+
+    for epoch in range(len(history.epochs) + 1, config.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch}/{config.epochs}", leave=False,
+                   disable=not progress, file=sys.stderr)
+        for step, i in enumerate(bar):
+            idx = order[i:i + bs]
+            xb, yb = train_x[idx], train_y[idx]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+            if step % 50 == 0 or i + bs >= n:
+                running = loss_sum.item() / seen
+                if not math.isfinite(running):
+                    history.diverged = f"loss became {running} at epoch {epoch}, step {step}"
+                    break
+                bar.set_postfix(loss=f"{running:.4f}", acc=f"{correct.item() / seen:.4f}")
+        bar.close()
+        if history.diverged:
+            break
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        test_loss, test_acc = evaluate(model, test_x, test_y)
+        if scheduler is not None:
+            scheduler.step(test_loss) if config.scheduler == "plateau" else scheduler.step()
+        record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                  "test_loss": test_loss, "test_accuracy": test_acc,
+                  "seconds": time.perf_counter() - start,
+                  "lr": optimizer.param_groups[0]["lr"]}
+        history.epochs.append(record)
+        if progress:
+            print(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+                  f"test loss {test_loss:.4f} acc {test_acc:.4f}  {record['seconds']:.1f} s",
+                  file=sys.stderr)
+        if on_epoch is not None:
+            on_epoch(model, record)
+        if out is not None:
+            write_outputs(out, history, model, optimizer, scheduler, shuffle, device)
+    if out is not None and history.diverged:
+        write_outputs(out, history, model, optimizer, scheduler, shuffle, device)
+    history.model = model
+    return history
+
+
+def write_outputs(out: Path, history, model, optimizer, scheduler, shuffle, device) -> None:
+    from .plots import plot_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(history.to_json(), indent=2))
+    if history.epochs:
+        plot_curves(history.epochs, out / "curves.png")
+    _atomic_save({"config": history.config, "epochs": history.epochs, "model": model.state_dict(),
+                  "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                  "shuffle": shuffle.get_state(), "rng": _rng_state(device)},
+                 out / "checkpoint.pt")
