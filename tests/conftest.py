@@ -1,5 +1,14 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+# Real MNIST for the tests that use it: the shared copy beside the checkout,
+# unless MLPBENCH_DATA already says where it is.
+_SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+if not os.environ.get("MLPBENCH_DATA") and _SHARED_MNIST.is_dir():
+    os.environ["MLPBENCH_DATA"] = str(_SHARED_MNIST)
 
 
 @pytest.fixture(autouse=True)
