@@ -7,7 +7,10 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <optional>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "activations.h"
@@ -55,6 +58,37 @@ void check_like_grad(const char* op, const at::Tensor& grad_y, const at::Tensor&
 
 // p in [0, 1]; seed and offset are 64-bit patterns carried in int64.
 DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset);
+
+// The checked arguments of a linear_act or linear_act_backward call, as every
+// backend's kernels need them.
+struct LinearActCall {
+  ActSpec spec;
+  DropoutMask mask;
+  bool dropout = false;  // p > 0: apply the mask
+  int64_t n = 0;         // rows of x once its leading dimensions are flattened
+  int64_t out_rows = 0;  // rows of weight
+  int64_t out_cols = 0;  // features of y (out_rows / pieces)
+  at::Tensor x2;         // x as (n, in_features), a view where possible
+  std::vector<int64_t> y_sizes;  // x's leading dimensions, then out_cols
+
+  bool saves_pre() const {
+    return spec.act == Act::Gelu || spec.act == Act::GeluTanh || spec.act == Act::Silu;
+  }
+  // A tensor of y's shape (grad_y, saved) as a contiguous (n, out_cols) matrix.
+  at::Tensor as_y_rows(const at::Tensor& t) const { return t.reshape({n, out_cols}).contiguous(); }
+};
+
+// Parses and checks; for linear_act_backward (backward = true) also refuses step.
+LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, c10::string_view activation,
+                              double negative_slope, double alpha, c10::string_view approximate,
+                              int64_t pieces, double dropout_p, int64_t seed, int64_t offset);
+
+// The end of every backward: grad_x = grad_pre @ W and grad_W = grad_pre^T @ x
+// where requested (output_mask), empty tensors otherwise.
+std::pair<at::Tensor, at::Tensor> input_grads(const LinearActCall& call, const at::Tensor& grad_pre,
+                                              const at::Tensor& x, const at::Tensor& weight,
+                                              std::array<bool, 3> output_mask);
 
 // Calls f(functor) with the elementwise functor of `spec` for scalar type T.
 // Maxout is not elementwise: its "activation" after the max is the identity.

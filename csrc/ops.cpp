@@ -2,6 +2,7 @@
 // checks. Kernels live in csrc/cpu/ and csrc/cuda/; autograd and fake (meta)
 // kernels are registered from Python in mlpbench/ops.py.
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <torch/library.h>
 
 #include <atomic>
@@ -127,6 +128,34 @@ void check_linear_act_inputs(const at::Tensor& x, const at::Tensor& weight,
                       text(spec.pieces), " needs weight rows divisible by pieces, got ",
                       text(weight.size(0)), " rows");
   }
+}
+
+LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, c10::string_view activation,
+                              double negative_slope, double alpha, c10::string_view approximate,
+                              int64_t pieces, double dropout_p, int64_t seed, int64_t offset) {
+  const char* op = backward ? "linear_act_backward" : "linear_act";
+  LinearActCall call;
+  call.spec = parse_activation(op, activation, negative_slope, alpha, approximate, pieces);
+  if (backward) check_differentiable(op, call.spec);
+  check_linear_act_inputs(x, weight, bias, call.spec);
+  call.mask = parse_dropout(op, dropout_p, seed, offset);
+  call.dropout = dropout_p > 0.0;
+  call.out_rows = weight.size(0);
+  call.out_cols = call.out_rows / call.spec.pieces;
+  call.x2 = as_rows(x);
+  call.n = call.x2.size(0);
+  call.y_sizes = x.sizes().vec();
+  call.y_sizes.back() = call.out_cols;
+  return call;
+}
+
+std::pair<at::Tensor, at::Tensor> input_grads(const LinearActCall& call, const at::Tensor& grad_pre,
+                                              const at::Tensor& x, const at::Tensor& weight,
+                                              std::array<bool, 3> output_mask) {
+  const at::Tensor none = at::empty({0}, x.options());
+  return {output_mask[0] ? at::mm(grad_pre, weight).view(x.sizes()) : none,
+          output_mask[1] ? at::mm(grad_pre.t(), call.x2) : none};
 }
 
 DropoutMask parse_dropout(const char* op, double p, int64_t seed, int64_t offset) {

@@ -82,12 +82,12 @@ void epilogue_block(const ActFn& act, const ActSpec& spec, const DropoutMask* ma
 }
 
 template <typename T>
-void forward_impl(const ActSpec& spec, const DropoutMask* mask, const at::Tensor& x2,
-                  const at::Tensor& weight, const T* bias, at::Tensor& y, at::Tensor& aux) {
-  const int64_t n = x2.size(0), in = x2.size(1), out_rows = weight.size(0);
-  const int64_t out_cols = out_rows / spec.pieces;
-  const bool saves_pre = spec.act == Act::Gelu || spec.act == Act::GeluTanh ||
-                         spec.act == Act::Silu;
+void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Tensor& weight,
+                  const T* bias, at::Tensor& y, at::Tensor& aux) {
+  const ActSpec& spec = call.spec;
+  const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
+  const int64_t n = call.n, in = x2.size(1), out_rows = call.out_rows, out_cols = call.out_cols;
+  const bool saves_pre = call.saves_pre();
   // The product lands in y itself unless it is wider than y (maxout).
   const bool needs_scratch = spec.act == Act::Maxout;
   const int64_t block_rows =
@@ -118,23 +118,15 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
     c10::string_view activation, double negative_slope, double alpha,
     c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
     int64_t offset) {
-  const ActSpec spec =
-      parse_activation("linear_act", activation, negative_slope, alpha, approximate, pieces);
-  check_linear_act_inputs(x, weight, bias, spec);
-  const DropoutMask mask = parse_dropout("linear_act", dropout_p, seed, offset);
-  const bool dropout = dropout_p > 0.0;
-
-  const int64_t out_rows = weight.size(0);
-  const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = as_rows(x).contiguous();
-  const at::Tensor w = weight.contiguous();
-  const int64_t n = x2.size(0);
-  auto out_sizes = x.sizes().vec();
-  out_sizes.back() = out_cols;
+  const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
+                                             alpha, approximate, pieces, dropout_p, seed, offset);
+  const ActSpec& spec = call.spec;
+  const int64_t n = call.n, out_cols = call.out_cols;
+  const at::Tensor x2 = call.x2.contiguous();
 
   at::Tensor y = new_output({n, out_cols}, x.options());
   at::Tensor aux;
-  if (spec.act == Act::Gelu || spec.act == Act::GeluTanh || spec.act == Act::Silu) {
+  if (call.saves_pre()) {
     aux = new_output({n, out_cols}, x.options());
   } else if (spec.act == Act::Maxout) {
     aux = new_output({n, out_cols}, x.options().dtype(at::kByte));
@@ -142,13 +134,14 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
     aux = at::empty({0}, x.options());
   }
   if (n > 0 && out_cols > 0) {
-    at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    const at::Tensor w = weight.contiguous();
+    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_act_cpu", [&] {
-      forward_impl<scalar_t>(spec, dropout ? &mask : nullptr, x2, w,
-                             b.defined() ? b.const_data_ptr<scalar_t>() : nullptr, y, aux);
+      forward_impl<scalar_t>(call, x2, w, b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
+                             y, aux);
     });
   }
-  return {y.view(out_sizes), aux};
+  return {y.view(call.y_sizes), aux};
 }
 
 // grad_pre for output columns [c0, c1), all rows; accumulates grad_bias.
@@ -211,21 +204,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
     const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
     c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
     int64_t offset, std::array<bool, 3> output_mask) {
-  const char* op = "linear_act_backward";
-  const ActSpec spec =
-      parse_activation(op, activation, negative_slope, alpha, approximate, pieces);
-  check_differentiable(op, spec);
-  check_linear_act_inputs(x, weight, std::nullopt, spec);
-  const DropoutMask mask = parse_dropout(op, dropout_p, seed, offset);
-  const bool dropout = dropout_p > 0.0;
-
-  const int64_t out_rows = weight.size(0);
-  const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = as_rows(x).contiguous();
-  const int64_t n = x2.size(0);
-  const at::Tensor gy = grad_y.reshape({n, out_cols}).contiguous();
+  const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
+                                             negative_slope, alpha, approximate, pieces,
+                                             dropout_p, seed, offset);
+  const ActSpec& spec = call.spec;
+  const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
+  const at::Tensor gy = call.as_y_rows(grad_y);
   const bool uses_saved = spec.act != Act::Identity;
-  const at::Tensor sv = uses_saved ? saved.reshape({n, out_cols}).contiguous() : saved;
+  const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
   at::Tensor gp = new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
@@ -240,7 +226,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       with_activation<scalar_t>(spec, [&](auto act) {
         at::parallel_for(0, out_cols, grain, [&](int64_t c0, int64_t c1) {
           grad_pre_columns<scalar_t>(
-              act, spec, dropout ? &mask : nullptr, c0, c1, n, out_cols,
+              act, spec, call.dropout ? &call.mask : nullptr, c0, c1, n, out_cols,
               gy.const_data_ptr<scalar_t>(), svp, argp, gp.mutable_data_ptr<scalar_t>(),
               output_mask[2] ? gbias.mutable_data_ptr<scalar_t>() : nullptr);
         });
@@ -249,8 +235,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   } else if (n > 0) {
     gp.zero_();
   }
-  at::Tensor gx = output_mask[0] ? at::mm(gp, weight).view(x.sizes()) : at::empty({0}, x.options());
-  at::Tensor gw = output_mask[1] ? at::mm(gp.t(), x2) : at::empty({0}, x.options());
+  auto [gx, gw] = input_grads(call, gp, x, weight, output_mask);
   return {gx, gw, gbias};
 }
 

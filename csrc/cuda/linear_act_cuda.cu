@@ -184,25 +184,17 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
     c10::string_view activation, double negative_slope, double alpha,
     c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
     int64_t offset) {
-  const ActSpec spec =
-      parse_activation("linear_act", activation, negative_slope, alpha, approximate, pieces);
-  check_linear_act_inputs(x, weight, bias, spec);
-  const DropoutMask mask = parse_dropout("linear_act", dropout_p, seed, offset);
-  const bool dropout = dropout_p > 0.0;
+  const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
+                                             alpha, approximate, pieces, dropout_p, seed, offset);
+  const ActSpec& spec = call.spec;
+  const DropoutMask& mask = call.mask;
+  const bool dropout = call.dropout, saves_pre = call.saves_pre();
+  const bool maxout = spec.act == Act::Maxout;
+  const int64_t n = call.n, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
 
-  const int64_t out_rows = weight.size(0);
-  const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = as_rows(x);
-  const int64_t n = x2.size(0);
-  auto out_sizes = x.sizes().vec();
-  out_sizes.back() = out_cols;
-  const bool saves_pre =
-      spec.act == Act::Gelu || spec.act == Act::GeluTanh || spec.act == Act::Silu;
-  const bool maxout = spec.act == Act::Maxout;
-
   // x @ W.T through cuBLAS; fresh, contiguous and aligned.
-  at::Tensor buf = at::mm(x2, weight.t());
+  at::Tensor buf = at::mm(call.x2, weight.t());
   at::Tensor y = (saves_pre || maxout) ? new_output({n, out_cols}, x.options()) : buf;
   at::Tensor aux = saves_pre ? buf
                    : maxout  ? new_output({n, out_cols}, x.options().dtype(at::kByte))
@@ -245,7 +237,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
       });
     });
   }
-  return {y.view(out_sizes), aux};
+  return {y.view(call.y_sizes), aux};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
@@ -253,22 +245,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
     const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
     c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
     int64_t offset, std::array<bool, 3> output_mask) {
-  const char* op = "linear_act_backward";
-  const ActSpec spec =
-      parse_activation(op, activation, negative_slope, alpha, approximate, pieces);
-  check_differentiable(op, spec);
-  check_linear_act_inputs(x, weight, std::nullopt, spec);
-  const DropoutMask mask = parse_dropout(op, dropout_p, seed, offset);
-  const bool dropout = dropout_p > 0.0;
+  const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
+                                             negative_slope, alpha, approximate, pieces,
+                                             dropout_p, seed, offset);
+  const ActSpec& spec = call.spec;
+  const DropoutMask& mask = call.mask;
+  const bool dropout = call.dropout;
+  const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
-
-  const int64_t out_rows = weight.size(0);
-  const int64_t out_cols = out_rows / spec.pieces;
-  const at::Tensor x2 = as_rows(x);
-  const int64_t n = x2.size(0);
-  const at::Tensor gy = grad_y.reshape({n, out_cols}).contiguous();
+  const at::Tensor gy = call.as_y_rows(grad_y);
   const bool uses_saved = spec.act != Act::Identity;
-  const at::Tensor sv = uses_saved ? saved.reshape({n, out_cols}).contiguous() : saved;
+  const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
   at::Tensor gp = new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
@@ -315,8 +302,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
       });
     });
   }
-  at::Tensor gx = output_mask[0] ? at::mm(gp, weight).view(x.sizes()) : at::empty({0}, x.options());
-  at::Tensor gw = output_mask[1] ? at::mm(gp.t(), x2) : at::empty({0}, x.options());
+  auto [gx, gw] = input_grads(call, gp, x, weight, output_mask);
   return {gx, gw, gbias};
 }
 
