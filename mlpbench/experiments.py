@@ -15,6 +15,7 @@ standardize (raw vs standardised inputs), l2 (weight decay vs overfitting).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -74,8 +75,11 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def _write(out: Path, name, title, body, log):
+def _write(out: Path, name, title, body, log, curves=None):
+    """results/<name>.md, and the per-epoch records of every run as <name>.json."""
     out.mkdir(parents=True, exist_ok=True)
+    if curves is not None:
+        (out / f"{name}.json").write_text(json.dumps(curves, indent=1))
     text = f"# {title}\n\n{body}\n"
     (out / f"{name}.md").write_text(text)
     log(f"wrote {out / name}.md")
@@ -87,24 +91,34 @@ def study_lecture(args, data, log):
     for r in runs:
         if r not in LECTURE_RUNS:
             raise SystemExit(f"--runs: no lecture run {r}; the runs are 1-6")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+
+    def cell(values, fmt):
+        mean = sum(values) / len(values)
+        return fmt.format(mean) + (" (" + " / ".join(fmt.format(v) for v in values) + ")"
+                                   if len(values) > 1 else "")
+
     rows, curves = [], {}
     for r in runs:
         description, changes, lecture = LECTURE_RUNS[r]
-        results = {}
-        for fused in (False, True):
-            label = f"run {r} {'fused' if fused else 'stock'}"
-            results[fused] = _run(label, _base(args, fused=fused, **changes), data, log)
-            curves[label] = results[fused].epochs
-        rows.append([r, description, f"{_acc(results[False]):.4f}", f"{_acc(results[True]):.4f}",
-                     f"{_seconds_per_epoch(results[False]):.2f}",
-                     f"{_seconds_per_epoch(results[True]):.2f}", lecture])
+        acc, secs = {False: [], True: []}, {False: [], True: []}
+        for seed in seeds:
+            for fused in (False, True):
+                label = f"run {r} {'fused' if fused else 'stock'}" + (f" seed {seed}" if len(seeds) > 1 else "")
+                history = _run(label, _base(args, fused=fused, seed=seed, **changes), data, log)
+                curves[label] = history.epochs
+                acc[fused].append(_acc(history))
+                secs[fused].append(_seconds_per_epoch(history))
+        rows.append([r, description, cell(acc[False], "{:.4f}"), cell(acc[True], "{:.4f}"),
+                     cell(secs[False], "{:.2f}"), cell(secs[True], "{:.2f}"), lecture])
     plot_runs(curves, args.out / "lecture.png", title="lecture runs: test accuracy")
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {args.seeds} (each in brackets)"
     body = (f"{args.epochs} epochs, batch 100, CrossEntropy, Adam lr 0.001 unless stated "
             f"(run 1: SGD lr 0.001); hidden layers ReLU; normal init is N(0, 1); "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}.\n\n"
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {seed_text}.\n\n"
             + _table(["run", "network", "stock accuracy", "fused accuracy", "stock s/epoch",
                       "fused s/epoch", "lecture"], rows) + "\n\n![test accuracy](lecture.png)")
-    _write(args.out, "lecture", "The lecture's runs, stock and fused", body, log)
+    _write(args.out, "lecture", "The lecture's runs, stock and fused", body, log, curves)
 
 
 def _layer_grad_norms(model, x, y):
@@ -176,7 +190,7 @@ def _simple_study(args, data, log, name, title, variants, note, key="test_accura
     header = ["run", "test accuracy", "train accuracy", "s/epoch", "diverged"]
     header += [extra[0]] if extra else []
     body = note + "\n\n" + _table(header, rows) + f"\n\n![{name}]({name}.png)"
-    _write(args.out, name, title, body, log)
+    _write(args.out, name, title, body, log, curves)
 
 
 def study_init(args, data, log):
@@ -272,6 +286,7 @@ def main(argv=None):
     p.add_argument("--runs", help="lecture: comma-separated run numbers (default all six)")
     p.add_argument("--train-limit", type=int, metavar="N", help="first N training images only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="lecture: comma-separated seeds; the table shows the mean")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("results"))

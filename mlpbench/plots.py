@@ -30,10 +30,15 @@ def plot_curves(epochs, path, title=None):
 
 
 def plot_runs(runs, path, key="test_accuracy", ylabel="test accuracy", title=None, logy=False):
-    """One line per run: runs is {label: [epoch records]}."""
+    """One line per run: runs is {label: [epoch records]}. Runs whose labels
+    differ only by "stock"/"fused" share a colour; fused lines are dashed."""
     fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {}
     for label, epochs in runs.items():
-        ax.plot([e["epoch"] for e in epochs], [e[key] for e in epochs], marker=".", label=label)
+        family = label.replace(" stock", "").replace(" fused", "")
+        colour = colours.setdefault(family, f"C{len(colours) % 10}")
+        ax.plot([e["epoch"] for e in epochs], [e[key] for e in epochs], marker=".", label=label,
+                color=colour, linestyle="--" if "fused" in label else "-")
     ax.set(xlabel="epoch", ylabel=ylabel, title=title or "")
     if logy:
         ax.set_yscale("log")

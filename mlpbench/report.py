@@ -15,33 +15,41 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["load_rows", "markdown", "summary", "targets", "main"]
+__all__ = ["load_rows", "load_saved_bytes", "markdown", "summary", "targets", "main"]
 
 # The order rows appear in within a group.
 ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile", "fused",
              "fused fwd", "fused bwd"]
 
 
-def load_rows(paths, device=None):
-    """{(device, group): {row: median seconds per call}} from benchmark JSON files."""
-    groups = defaultdict(dict)
+def _benchmarks(paths, device):
+    """(device, group, row, median seconds per call, extra_info) of every mlpbench row."""
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         data = json.loads(Path(path).read_text())
         if "benchmarks" not in data:
             raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' key)")
-        _add_rows(groups, data["benchmarks"], device)
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info", {})
+            dev = info.get("device", "cpu")
+            if "row" in info and (not device or dev == device):
+                yield dev, bench["group"], info["row"], bench["stats"]["median"] / info.get("inner", 1), info
+
+
+def load_rows(paths, device=None):
+    """{(device, group): {row: median seconds per call}} from benchmark JSON files."""
+    groups = defaultdict(dict)
+    for dev, group, row, seconds, _ in _benchmarks(paths, device):
+        groups[(dev, group)][row] = seconds
     return dict(groups)
 
 
-def _add_rows(groups, benchmarks, device):
-    for bench in benchmarks:
-        info = bench.get("extra_info", {})
-        if "row" not in info:
-            continue
-        dev = info.get("device", "cpu")
-        if device and dev != device:
-            continue
-        groups[(dev, bench["group"])][info["row"]] = bench["stats"]["median"] / info.get("inner", 1)
+def load_saved_bytes(paths, device=None):
+    """{(device, group): {row: bytes saved for backward}} for the memory rows."""
+    saved = defaultdict(dict)
+    for dev, group, row, _, info in _benchmarks(paths, device):
+        if "saved_bytes" in info:
+            saved[(dev, group)][row] = info["saved_bytes"]
+    return dict(saved)
 
 
 def _fmt_time(seconds):
@@ -49,21 +57,24 @@ def _fmt_time(seconds):
     return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
 
 
-def markdown(groups):
-    """Markdown tables, one per group, rows in ROW_ORDER."""
+def markdown(groups, saved=None):
+    """Markdown tables, one per group, rows in ROW_ORDER; a column of the bytes
+    saved for backward where the group measured them."""
     out = []
     for (dev, group), rows in sorted(groups.items()):
         stock = rows.get("stock", rows.get("stock fwd"))
         floor = rows.get("floor", rows.get("copy"))
+        memory = (saved or {}).get((dev, group), {})
         out.append(f"#### {group} ({dev})\n")
-        out.append("| row | median | vs stock | vs floor |")
-        out.append("| --- | ---: | ---: | ---: |")
+        out.append("| row | median | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
+        out.append("| --- | ---: | ---: | ---: |" + (" ---: |" if memory else ""))
         order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r))
         for row in order:
             t = rows[row]
             vs_stock = f"{t / stock:.2f}x" if stock else ""
             vs_floor = f"{t / floor:.2f}x" if floor else ""
-            out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |")
+            extra = f" {memory[row]:,} B |" if row in memory else (" |" if memory else "")
+            out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |{extra}")
         out.append("")
     return "\n".join(out)
 
@@ -145,7 +156,7 @@ def main(argv=None):
     if args.targets:
         print(targets(groups, args.device or "cuda"))
         return 0
-    print(markdown(groups))
+    print(markdown(groups, load_saved_bytes(args.json, args.device)))
     png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")))
     if png:
         print(f"bar chart: {png}", file=sys.stderr)

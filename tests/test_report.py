@@ -19,7 +19,7 @@ def bench_json(tmp_path_factory):
            "--benchmark-min-rounds=1", "-k",
            "cpu and not compile and ((test_linear_act and 256x10 and batch100 and relu) or "
            "test_reference_rows or (test_activation and relu and size1) or "
-           "(test_dropout and 100x256))"]
+           "(test_dropout and 100x256) or test_memory)"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
@@ -34,6 +34,7 @@ def test_report_tables_and_chart(bench_json, tmp_path, capsys):
         assert f"| {row} |" in text
     assert "| stock | " in text and "1.00x" in text
     assert png.stat().st_size > 1000
+    assert "saved for backward" in text and "| fused |" in text and "307,200 B" in text
 
 
 def test_report_targets_and_device_filter(bench_json, capsys):
