@@ -111,7 +111,8 @@ def study_lecture(args, data, log):
                 secs[fused].append(_seconds_per_epoch(history))
         rows.append([r, description, cell(acc[False], "{:.4f}"), cell(acc[True], "{:.4f}"),
                      cell(secs[False], "{:.2f}"), cell(secs[True], "{:.2f}"), lecture])
-    plot_runs(curves, args.out / "lecture.png", title="lecture runs: test accuracy")
+    plot_runs(curves, args.out / "lecture.png", title="lecture runs: test accuracy"
+              + (f" (mean of {len(seeds)} seeds)" if len(seeds) > 1 else ""))
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {args.seeds} (each in brackets)"
     body = (f"{args.epochs} epochs, batch 100, CrossEntropy, Adam lr 0.001 unless stated "
             f"(run 1: SGD lr 0.001); hidden layers ReLU; normal init is N(0, 1); "
