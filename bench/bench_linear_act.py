@@ -3,7 +3,6 @@ floor), stock eager, torch.compile of stock, and fused, side by side."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import DEVICES, skip_unless_compiled
 from mlpbench import ops
