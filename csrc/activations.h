@@ -1,6 +1,9 @@
 // Every activation of the lecture, written once: a small functor with its
 // forward and its derivative, shared by the CPU kernels, the CUDA kernels and
 // the C++ functor tests. Compiled by nvcc the members become __host__ __device__.
+// T is float or double, or on the CPU the 16-lane simd::VFloat: the functors
+// use only arithmetic, comparisons, m_select and the m_* math functions, which
+// simd.h overloads for VFloat (found by argument-dependent lookup).
 //
 // A functor whose derivative is a function of its OUTPUT sets
 // `kFromOutput = true` and its `derivative(y)` takes y = forward(x); the others
@@ -26,8 +29,12 @@ MLPB_HD float m_expm1(float x) { return ::expm1f(x); }
 MLPB_HD double m_expm1(double x) { return ::expm1(x); }
 MLPB_HD float m_tanh(float x) { return ::tanhf(x); }
 MLPB_HD double m_tanh(double x) { return ::tanh(x); }
-MLPB_HD float m_erf(float x) { return ::erff(x); }
-MLPB_HD double m_erf(double x) { return ::erf(x); }
+// Phi(x), the standard normal CDF, as 0.5 erfc(-x / sqrt 2): accurate in the
+// negative tail, where 0.5 (1 + erf(x / sqrt 2)) cancels.
+MLPB_HD float m_normcdf(float x) { return 0.5f * ::erfcf(x * -0.70710678118654752f); }
+MLPB_HD double m_normcdf(double x) { return 0.5 * ::erfc(x * -0.70710678118654752440); }
+// c ? a : b, written as a function so that vector types can overload it.
+template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
 // Names as strings are mapped in ops.cpp (parse_activation).
 enum class Act : int8_t {
@@ -58,19 +65,19 @@ template <typename T> struct Tanh {
   MLPB_HD T derivative(T y) const { return T(1) - y * y; }
 };
 
-// ReLU'(0) = 0, as torch's threshold_backward.
+// ReLU'(0) = 0, as torch's threshold_backward; relu(NaN) = NaN, as torch's.
 template <typename T> struct Relu {
   static constexpr bool kFromOutput = true;
-  MLPB_HD T forward(T x) const { return x > T(0) ? x : T(0); }
-  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : T(0); }
+  MLPB_HD T forward(T x) const { return m_select(x < T(0), T(0), x); }
+  MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), T(0)); }
 };
 
 // Needs negative_slope >= 0 so that the sign of y is the sign of x.
 template <typename T> struct LeakyRelu {
   static constexpr bool kFromOutput = true;
   T slope;
-  MLPB_HD T forward(T x) const { return x > T(0) ? x : x * slope; }
-  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : slope; }
+  MLPB_HD T forward(T x) const { return m_select(x > T(0), x, x * slope); }
+  MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), slope); }
 };
 
 // For x <= 0: y = alpha (e^x - 1), so dy/dx = alpha e^x = y + alpha.
@@ -78,20 +85,17 @@ template <typename T> struct LeakyRelu {
 template <typename T> struct Elu {
   static constexpr bool kFromOutput = true;
   T alpha;
-  MLPB_HD T forward(T x) const { return x > T(0) ? x : alpha * m_expm1(x); }
-  MLPB_HD T derivative(T y) const { return y > T(0) ? T(1) : y + alpha; }
+  MLPB_HD T forward(T x) const { return m_select(x > T(0), x, alpha * m_expm1(x)); }
+  MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), y + alpha); }
 };
 
 // Exact GELU: x * Phi(x), Phi the standard normal CDF.
 template <typename T> struct Gelu {
   static constexpr bool kFromOutput = false;
-  MLPB_HD T forward(T x) const {
-    return T(0.5) * x * (T(1) + m_erf(x * T(0.70710678118654752440)));
-  }
+  MLPB_HD T forward(T x) const { return x * m_normcdf(x); }
   MLPB_HD T derivative(T x) const {
-    const T cdf = T(0.5) * (T(1) + m_erf(x * T(0.70710678118654752440)));
     const T pdf = m_exp(T(-0.5) * x * x) * T(0.39894228040143267794);
-    return cdf + x * pdf;
+    return m_normcdf(x) + x * pdf;
   }
 };
 
@@ -124,7 +128,7 @@ template <typename T> struct Silu {
 // everywhere and useless for training, so the backward kernels refuse it.
 template <typename T> struct Step {
   static constexpr bool kFromOutput = true;
-  MLPB_HD T forward(T x) const { return x > T(0) ? T(1) : T(0); }
+  MLPB_HD T forward(T x) const { return m_select(x > T(0), T(1), T(0)); }
   MLPB_HD T derivative(T) const { return T(0); }
 };
 

@@ -74,18 +74,6 @@ struct DropoutMask {
   }
 };
 
-// Calls f(index, keep) for the flat indices [begin, end), one Philox call per 4.
-template <typename F>
-MLPB_HD void for_each_keep(const DropoutMask& mask, uint64_t begin, uint64_t end, F&& f) {
-  uint64_t i = begin;
-  while (i < end) {
-    const Philox4 words = mask.block_words(i >> 2);
-    for (uint64_t lane = i & 3; lane < 4 && i < end; ++lane, ++i) {
-      f(i, mask.keeps_word(words.v[lane]));
-    }
-  }
-}
-
 // Host side: the mask for probability p (already checked to lie in [0, 1]).
 inline DropoutMask make_dropout_mask(double p, uint64_t seed, uint64_t offset) {
   DropoutMask mask;

@@ -1,5 +1,6 @@
 // CPU kernels of the standalone elementwise ops: activation (forward and
-// backward, the same functors as linear_act) and dropout.
+// backward, the same functors as linear_act) and dropout, vectorised through
+// Pack<T> and run with the best instruction set the CPU has (simd_dispatch).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -7,6 +8,7 @@
 #include <torch/library.h>
 
 #include "../op_args.h"
+#include "vec_loops.h"
 
 namespace mlpbench::cpu {
 namespace {
@@ -22,9 +24,15 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    with_activation<scalar_t>(spec, [&](auto act) {
+    using P = Pack<scalar_t>;
+    with_activation<typename P::V>(spec, [&](auto act) {
       at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = act.forward(in[i]);
+        simd::simd_dispatch([&] {
+          for (int64_t i = begin; i < end; i += P::kWidth) {
+            const int64_t m = std::min(P::kWidth, end - i);
+            P::store(out + i, act.forward(P::load(in + i, m)), m);
+          }
+        });
       });
     });
   });
@@ -45,9 +53,15 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
-    with_activation<scalar_t>(spec, [&](auto act) {
+    using P = Pack<scalar_t>;
+    with_activation<typename P::V>(spec, [&](auto act) {
       at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = gp[i] * act.derivative(sp[i]);
+        simd::simd_dispatch([&] {
+          for (int64_t i = begin; i < end; i += P::kWidth) {
+            const int64_t m = std::min(P::kWidth, end - i);
+            P::store(out + i, P::load(gp + i, m) * act.derivative(P::load(sp + i, m)), m);
+          }
+        });
       });
     });
   });
@@ -62,11 +76,19 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    const scalar_t keep_prob = static_cast<scalar_t>(mask.keep_prob);
+    using P = Pack<scalar_t>;
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      for_each_keep(mask, begin, end, [&](uint64_t i, bool keep) {
-        out[i] = keep ? in[i] / keep_prob : scalar_t(0);
-      });
+      uint32_t words[kSpan];
+      for (int64_t s0 = begin; s0 < end; s0 += kSpan) {
+        const int64_t span = std::min(kSpan, end - s0);
+        simd::simd_dispatch([&] {
+          simd::dropout_words(mask, s0, span, words);
+          for (int64_t i = 0; i < span; i += P::kWidth) {
+            const int64_t m = std::min(P::kWidth, span - i);
+            P::store(out + s0 + i, P::dropout(words + i, m, mask, P::load(in + s0 + i, m)), m);
+          }
+        });
+      }
     });
   });
   return y;

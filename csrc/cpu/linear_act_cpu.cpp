@@ -1,14 +1,14 @@
 // CPU kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
-// Forward: each thread takes a range of rows and walks it in blocks small
-// enough that the block's output stays in cache; per block it runs one
-// single-threaded BLAS product and then the epilogue (bias, activation,
-// dropout) over the block just written. No pre-activation tensor is
-// materialised unless backward needs it (gelu, silu).
+// Forward: the product through ATen's multi-threaded BLAS straight into y,
+// then one vectorised pass over y's rows (epilogue) that adds the bias, saves
+// the pre-activation when backward needs it (gelu, silu), applies the
+// activation and dropout. Maxout first reduces each unit's pieces (scalar).
 //
-// Backward: one pass computes grad_pre = grad_y * keep / (1 - p) * act'(saved)
-// and accumulates grad_bias, parallel over output columns so that the bias sum
-// is the same whatever the thread count; then the two matrix products.
+// Backward: one vectorised pass computes grad_pre = grad_y * dropout scale *
+// act'(saved), in chunks of rows; each chunk also sums its rows into a partial
+// bias gradient, and the partials are added in chunk order, so grad_bias does
+// not depend on the thread count. Then the two matrix products.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -18,65 +18,60 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
+#include <type_traits>
 
 #include "../op_args.h"
-#include "blas.h"
+#include "vec_loops.h"
 
 namespace mlpbench::cpu {
 namespace {
 
-constexpr int64_t kBlockBytes = 512 * 1024;  // output block kept in cache (L2)
+// Rows per parallel chunk: about this many elements each.
+constexpr int64_t kChunkElements = 65536;
 
-// Rows per parallel chunk: at least ~1 MFLOP of product per chunk.
-int64_t row_grain(int64_t out_rows, int64_t in_features) {
-  const int64_t per_row = std::max<int64_t>(1, out_rows * in_features);
-  return std::max<int64_t>(1, (int64_t{1} << 20) / per_row);
+int64_t rows_per_chunk(int64_t cols) {
+  return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols));
 }
 
-// Epilogue for one block of `rows` rows starting at global row `row0`.
-// acc holds x @ W.T for the block (row stride out_rows); writes y (row stride
-// out_cols), the pre-activation into pre when non-null, the argmax into arg
-// (maxout).
-template <typename T, typename ActFn>
-void epilogue_block(const ActFn& act, const ActSpec& spec, const DropoutMask* mask,
-                    int64_t row0, int64_t rows, int64_t out_rows, int64_t out_cols,
-                    T* acc, const T* bias, T* y, T* pre, uint8_t* arg) {
-  const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
-  const int64_t k = spec.pieces;
-  for (int64_t r = 0; r < rows; ++r) {
-    T* acc_row = acc + r * out_rows;
-    T* y_row = y + r * out_cols;
-    // 1. bias + max over pieces (maxout) or bias alone, into acc_row[0:out_cols].
-    if (spec.act == Act::Maxout) {
-      uint8_t* arg_row = arg + r * out_cols;
-      for (int64_t j = 0; j < out_cols; ++j) {
-        const T* unit = acc_row + j * k;
-        T best = unit[0] + (bias ? bias[j * k] : T(0));
-        uint8_t best_piece = 0;
-        for (int64_t s = 1; s < k; ++s) {
-          const T v = unit[s] + (bias ? bias[j * k + s] : T(0));
-          if (v > best) {
-            best = v;
-            best_piece = static_cast<uint8_t>(s);
-          }
-        }
-        acc_row[j] = best;  // j <= j*k: never overwrites a unit still to be read
-        arg_row[j] = best_piece;
+// Maxout's reduction, in place on one row of acc (out_rows wide): the best
+// piece of unit j, plus its bias, into acc[j]; its index into arg[j].
+template <typename T>
+void maxout_row(int64_t out_cols, int64_t pieces, T* acc, const T* bias, uint8_t* arg) {
+  for (int64_t j = 0; j < out_cols; ++j) {
+    const T* unit = acc + j * pieces;
+    T best = unit[0] + (bias ? bias[j * pieces] : T(0));
+    uint8_t best_piece = 0;
+    for (int64_t s = 1; s < pieces; ++s) {
+      const T v = unit[s] + (bias ? bias[j * pieces + s] : T(0));
+      if (v > best) {
+        best = v;
+        best_piece = static_cast<uint8_t>(s);
       }
-    } else if (bias) {
-      for (int64_t j = 0; j < out_cols; ++j) acc_row[j] += bias[j];
     }
-    if (pre) std::copy(acc_row, acc_row + out_cols, pre + r * out_cols);
-    // 2. activation, then dropout.
-    if (!mask) {
-      for (int64_t j = 0; j < out_cols; ++j) y_row[j] = act.forward(acc_row[j]);
-    } else {
-      const uint64_t base = static_cast<uint64_t>(row0 + r) * out_cols;
-      for_each_keep(*mask, base, base + out_cols, [&](uint64_t i, bool keep) {
-        const int64_t j = static_cast<int64_t>(i - base);
-        y_row[j] = keep ? act.forward(acc_row[j]) / keep_prob : T(0);
-      });
+    acc[j] = best;  // j <= j * pieces: never overwrites a unit still to be read
+    arg[j] = best_piece;
+  }
+}
+
+// Epilogue of one row, columns [0, cols): y = dropout(act(in + bias)), and
+// pre = in + bias when pre is non-null. in may alias y.
+template <typename T, typename ActFn>
+void epilogue_row(const ActFn& act, const DropoutMask* mask, uint64_t row_start, int64_t cols,
+                  const T* in, const T* bias, T* y, T* pre) {
+  using P = Pack<T>;
+  using V = typename P::V;
+  uint32_t words[kSpan];
+  for (int64_t s0 = 0; s0 < cols; s0 += kSpan) {
+    const int64_t span = std::min(kSpan, cols - s0);
+    if (mask) simd::dropout_words(*mask, row_start + s0, span, words);
+    for (int64_t i = 0; i < span; i += P::kWidth) {
+      const int64_t j = s0 + i, m = std::min(P::kWidth, span - i);
+      V v = P::load(in + j, m);
+      if (bias) v = v + P::load(bias + j, m);
+      if (pre) P::store(pre + j, v, m);
+      V a = act.forward(v);
+      if (mask) a = P::dropout(words + i, m, *mask, a);
+      P::store(y + j, a, m);
     }
   }
 }
@@ -86,29 +81,29 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
                   const T* bias, at::Tensor& y, at::Tensor& aux) {
   const ActSpec& spec = call.spec;
   const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
-  const int64_t n = call.n, in = x2.size(1), out_rows = call.out_rows, out_cols = call.out_cols;
-  const bool saves_pre = call.saves_pre();
+  const int64_t out_cols = call.out_cols;
+  const bool maxout = spec.act == Act::Maxout;
   // The product lands in y itself unless it is wider than y (maxout).
-  const bool needs_scratch = spec.act == Act::Maxout;
-  const int64_t block_rows =
-      std::max<int64_t>(8, kBlockBytes / (std::max<int64_t>(1, out_rows) * int64_t(sizeof(T))));
-  const T* xp = x2.const_data_ptr<T>();
-  const T* wp = weight.const_data_ptr<T>();
+  at::Tensor acc = maxout ? at::mm(x2, weight.t()) : at::mm_out(y, x2, weight.t());
+  T* accp = acc.mutable_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
-  T* prep = saves_pre ? aux.mutable_data_ptr<T>() : nullptr;
-  uint8_t* argp = spec.act == Act::Maxout ? aux.mutable_data_ptr<uint8_t>() : nullptr;
+  T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
+  uint8_t* argp = maxout ? aux.mutable_data_ptr<uint8_t>() : nullptr;
 
-  with_activation<T>(spec, [&](auto act) {
-    at::parallel_for(0, n, row_grain(out_rows, in), [&](int64_t begin, int64_t end) {
-      std::vector<T> scratch(needs_scratch ? std::min(block_rows, end - begin) * out_rows : 0);
-      for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
-        const int64_t rows = std::min(block_rows, end - r0);
-        T* acc = needs_scratch ? scratch.data() : yp + r0 * out_cols;
-        gemm_a_bt<T>(rows, out_rows, in, xp + r0 * in, wp, acc, out_rows);
-        epilogue_block<T>(act, spec, mask, r0, rows, out_rows, out_cols, acc, bias,
-                          yp + r0 * out_cols, prep ? prep + r0 * out_cols : nullptr,
-                          argp ? argp + r0 * out_cols : nullptr);
-      }
+  with_activation<typename Pack<T>::V>(spec, [&](auto act) {
+    at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
+      simd::simd_dispatch([&] {
+        for (int64_t r = r0; r < r1; ++r) {
+          T* in = accp + r * call.out_rows;
+          const T* row_bias = bias;
+          if (maxout) {
+            maxout_row(out_cols, spec.pieces, in, bias, argp + r * out_cols);
+            row_bias = nullptr;  // already added
+          }
+          epilogue_row(act, mask, static_cast<uint64_t>(r) * out_cols, out_cols, in, row_bias,
+                       yp + r * out_cols, prep ? prep + r * out_cols : nullptr);
+        }
+      });
     });
   });
 }
@@ -144,58 +139,56 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
   return {y.view(call.y_sizes), aux};
 }
 
-// grad_pre for output columns [c0, c1), all rows; accumulates grad_bias.
+// grad_pre of one row, columns [0, cols) (not maxout). saved is null for the
+// identity, whose derivative does not read it.
 template <typename T, typename ActFn>
-void grad_pre_columns(const ActFn& act, const ActSpec& spec, const DropoutMask* mask,
-                      int64_t c0, int64_t c1, int64_t n, int64_t out_cols, const T* gy,
-                      const T* saved, const uint8_t* arg, T* gp, T* gbias) {
-  const int64_t k = spec.pieces;
-  const int64_t out_rows = out_cols * k;
-  const T keep = mask ? static_cast<T>(mask->keep_prob) : T(1);
-  std::vector<double> bias_sum(gbias && spec.act != Act::Maxout ? c1 - c0 : 0, 0.0);
-  // g: upstream gradient already through dropout; j: output column.
-  auto emit = [&](int64_t row, int64_t j, T g) {
-    const int64_t e = row * out_cols + j;
-    if (spec.act == Act::Maxout) {
-      T* unit = gp + row * out_rows + j * k;
-      for (int64_t s = 0; s < k; ++s) unit[s] = T(0);
-      unit[arg[e]] = g;
-      return;
-    }
-    T d;
-    if constexpr (ActFn::kFromOutput) {
-      // Kept elements hold act(x) / keep; dropped ones have g == 0 already.
-      d = saved ? act.derivative(mask ? saved[e] * keep : saved[e]) : T(1);
-    } else {
-      d = act.derivative(saved[e]);
-    }
-    const T v = g * d;
-    gp[e] = v;
-    if (gbias) bias_sum[j - c0] += v;
-  };
-  for (int64_t row = 0; row < n; ++row) {
-    const T* gy_row = gy + row * out_cols;
-    if (!mask) {
-      for (int64_t j = c0; j < c1; ++j) emit(row, j, gy_row[j]);
-    } else {
-      const uint64_t base = static_cast<uint64_t>(row) * out_cols;
-      for_each_keep(*mask, base + c0, base + c1, [&](uint64_t i, bool kept) {
-        const int64_t j = static_cast<int64_t>(i - base);
-        emit(row, j, kept ? gy_row[j] / keep : T(0));
-      });
+void grad_pre_row(const ActFn& act, const DropoutMask* mask, uint64_t row_start, int64_t cols,
+                  const T* gy, const T* saved, T* gp) {
+  using P = Pack<T>;
+  using V = typename P::V;
+  const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
+  uint32_t words[kSpan];
+  for (int64_t s0 = 0; s0 < cols; s0 += kSpan) {
+    const int64_t span = std::min(kSpan, cols - s0);
+    if (mask) simd::dropout_words(*mask, row_start + s0, span, words);
+    for (int64_t i = 0; i < span; i += P::kWidth) {
+      const int64_t j = s0 + i, m = std::min(P::kWidth, span - i);
+      V g = P::load(gy + j, m);
+      V s = saved ? P::load(saved + j, m) : V(T(0));
+      if (mask) {
+        g = P::dropout(words + i, m, *mask, g);
+        // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
+        // have g == 0 already.
+        if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
+      }
+      P::store(gp + j, g * act.derivative(s), m);
     }
   }
-  if (!gbias) return;
-  if (spec.act == Act::Maxout) {
-    // Bias gradient of piece s of unit j: the gradient routed to that piece.
-    for (int64_t j = c0; j < c1; ++j)
-      for (int64_t s = 0; s < k; ++s) {
-        double sum = 0;
-        for (int64_t row = 0; row < n; ++row) sum += gp[row * out_rows + j * k + s];
-        gbias[j * k + s] = static_cast<T>(sum);
-      }
-  } else {
-    for (int64_t j = c0; j < c1; ++j) gbias[j] = static_cast<T>(bias_sum[j - c0]);
+}
+
+// Maxout's grad_pre of one row: each unit's gradient goes to its best piece.
+template <typename T>
+void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_cols,
+                     int64_t pieces, const T* gy, const uint8_t* arg, T* gp) {
+  const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
+  for (int64_t j = 0; j < out_cols; ++j) {
+    T g = gy[j];
+    if (mask) g = mask->keeps(row_start + j) ? g / keep_prob : T(0);
+    T* unit = gp + j * pieces;
+    std::fill(unit, unit + pieces, T(0));
+    unit[arg[j]] = g;
+  }
+}
+
+// sum[j] += rows[r][j] for r < count, j < cols (row stride cols).
+template <typename T>
+void add_rows(const T* rows, int64_t count, int64_t cols, T* sum) {
+  using P = Pack<T>;
+  for (int64_t j = 0; j < cols; j += P::kWidth) {
+    const int64_t m = std::min(P::kWidth, cols - j);
+    auto acc = P::load(sum + j, m);
+    for (int64_t r = 0; r < count; ++r) acc = acc + P::load(rows + r * cols + j, m);
+    P::store(sum + j, acc, m);
   }
 }
 
@@ -210,27 +203,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   const ActSpec& spec = call.spec;
   const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const at::Tensor gy = call.as_y_rows(grad_y);
+  const bool maxout = spec.act == Act::Maxout;
   const bool uses_saved = spec.act != Act::Identity;
   const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
   at::Tensor gp = new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
-  if (n == 0 && output_mask[2]) gbias.zero_();
+  if (output_mask[2] && n == 0) gbias.zero_();
   if (n > 0 && out_cols > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_act_backward_cpu", [&] {
-      const scalar_t* svp = nullptr;
-      const uint8_t* argp = nullptr;
-      if (spec.act == Act::Maxout) argp = sv.const_data_ptr<uint8_t>();
-      else if (uses_saved) svp = sv.const_data_ptr<scalar_t>();
-      const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n));
-      with_activation<scalar_t>(spec, [&](auto act) {
-        at::parallel_for(0, out_cols, grain, [&](int64_t c0, int64_t c1) {
-          grad_pre_columns<scalar_t>(
-              act, spec, call.dropout ? &call.mask : nullptr, c0, c1, n, out_cols,
-              gy.const_data_ptr<scalar_t>(), svp, argp, gp.mutable_data_ptr<scalar_t>(),
-              output_mask[2] ? gbias.mutable_data_ptr<scalar_t>() : nullptr);
+      using T = scalar_t;
+      const T* gyp = gy.const_data_ptr<T>();
+      const T* svp = uses_saved && !maxout ? sv.const_data_ptr<T>() : nullptr;
+      const uint8_t* argp = maxout ? sv.const_data_ptr<uint8_t>() : nullptr;
+      T* gpp = gp.mutable_data_ptr<T>();
+      const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
+      // Chunks of rows fixed by the shape alone, each with its partial bias sum.
+      const int64_t chunk = rows_per_chunk(out_rows);
+      const int64_t chunks = (n + chunk - 1) / chunk;
+      at::Tensor partial = at::zeros({output_mask[2] ? chunks : 0, out_rows}, x.options());
+      T* partp = partial.mutable_data_ptr<T>();
+      with_activation<typename Pack<T>::V>(spec, [&](auto act) {
+        at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+          simd::simd_dispatch([&] {
+            for (int64_t c = c0; c < c1; ++c) {
+              const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
+              for (int64_t r = r0; r < r1; ++r) {
+                const uint64_t row_start = static_cast<uint64_t>(r) * out_cols;
+                if (maxout) {
+                  maxout_grad_row(mask, row_start, out_cols, spec.pieces, gyp + r * out_cols,
+                                  argp + r * out_cols, gpp + r * out_rows);
+                } else {
+                  grad_pre_row(act, mask, row_start, out_cols, gyp + r * out_cols,
+                               svp ? svp + r * out_cols : nullptr, gpp + r * out_rows);
+                }
+              }
+              if (partp) add_rows(gpp + r0 * out_rows, r1 - r0, out_rows, partp + c * out_rows);
+            }
+          });
         });
       });
+      if (output_mask[2]) {
+        // Chunk partials in order, in double: the same sum for any thread count.
+        T* gb = gbias.mutable_data_ptr<T>();
+        for (int64_t j = 0; j < out_rows; ++j) {
+          double sum = 0;
+          for (int64_t c = 0; c < chunks; ++c) sum += partp[c * out_rows + j];
+          gb[j] = static_cast<T>(sum);
+        }
+      }
     });
   } else if (n > 0) {
     gp.zero_();

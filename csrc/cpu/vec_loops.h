@@ -1,0 +1,42 @@
+// What the CPU kernels need to handle float and double alike: Pack<T> is the
+// vector the kernels compute with (simd::VFloat for float; plain double, one
+// lane, for double, which serves gradcheck rather than speed), with loads and
+// stores of `count` <= kWidth elements so that a loop's last, partial vector
+// goes through the same code as the others.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../philox.h"
+#include "simd.h"
+
+namespace mlpbench::cpu {
+
+template <typename T> struct Pack;
+
+template <> struct Pack<float> {
+  using V = simd::VFloat;
+  static constexpr int64_t kWidth = V::kWidth;
+  static V load(const float* p, int64_t count) { return V::load(p, count); }
+  static void store(float* p, V v, int64_t count) { v.store(p, count); }
+  static V dropout(const uint32_t* words, int64_t count, const DropoutMask& mask, V v) {
+    return simd::dropout_apply(words, count, mask.threshold, v, static_cast<float>(mask.keep_prob));
+  }
+};
+
+template <> struct Pack<double> {
+  using V = double;
+  static constexpr int64_t kWidth = 1;
+  static V load(const double* p, int64_t) { return *p; }
+  static void store(double* p, V v, int64_t) { *p = v; }
+  static V dropout(const uint32_t* words, int64_t, const DropoutMask& mask, V v) {
+    return mask.keeps_word(*words) ? v / mask.keep_prob : 0.0;
+  }
+};
+
+// Elements per dropout-word buffer: the kernels walk long rows in spans this
+// long so that the words stay in L1.
+constexpr int64_t kSpan = 1024;
+
+}  // namespace mlpbench::cpu

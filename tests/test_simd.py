@@ -1,0 +1,119 @@
+"""The CPU kernels' vector code (csrc/cpu/simd.h) at every instruction-set
+level this machine can run: vector math against float64, dropout words against
+the scalar Philox, and the ops against stock PyTorch."""
+
+import math
+
+import pytest
+import torch
+
+import mlpbench._C as _C
+from helpers import ELEMENTWISE, act_id, act_kwargs
+from mlpbench import ops
+from mlpbench.reference import stock_activation, stock_linear_act
+
+ORDER = ["baseline", "avx2", "avx512"]
+LEVELS = ORDER[: ORDER.index(_C.best_simd_level()) + 1]
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    _C.set_simd_level(request.param)
+    yield request.param
+    _C.set_simd_level(_C.best_simd_level())
+
+
+def _hard_inputs():
+    """Every float32 region the vector math treats differently: tiny, around
+    the polynomial and range-reduction boundaries, the exp overflow and
+    underflow limits, infinities and NaN; 2M+ values, not a multiple of 16."""
+    special = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.3465, -0.3466, 88.5, 88.75,
+                            89.5, -87.5, -88.5, -103.9, -104.5, -110.0, 9.0, -9.0,
+                            math.inf, -math.inf, math.nan])
+    return torch.cat([torch.linspace(-40, 40, 2_000_003), torch.randn(50_001) * 4, special])
+
+
+@pytest.mark.parametrize("act", ELEMENTWISE, ids=act_id)
+def test_vector_math_against_float64(level, act):
+    name, kw = act
+    kw = act_kwargs(kw)
+    x = _hard_inputs()
+    got = ops.activation(x, name, **kw).double()
+    want = stock_activation(x.double(), name, **kw)
+    stock_error = (stock_activation(x, name, **kw).double() - want).abs()
+    # Within a few float32 ulps of the truth, or no further off than stock's
+    # float32 is (gelu's tanh form cancels in its negative tail by design).
+    allowed = 4e-7 * want.abs() + 1e-7 + 2 * stock_error.nan_to_num(0.0)
+    assert torch.equal(got.isnan(), want.isnan())
+    both = ~want.isnan()
+    assert torch.equal(got[both & want.isinf()], want[both & want.isinf()])
+    finite = both & want.isfinite()
+    worst = ((got - want).abs() - allowed)[finite].max().item()
+    assert worst <= 0, f"{name}: off by {worst:.3g} beyond the allowance"
+
+
+
+@pytest.mark.parametrize("act", ELEMENTWISE, ids=act_id)
+def test_vector_derivatives_against_float64(level, act):
+    name, kw = act
+    kw = act_kwargs(kw)
+    x = torch.randn(100_003) * 5
+    g = torch.randn_like(x)
+    x64 = x.double().requires_grad_()
+    stock_activation(x64, name, **kw).backward(g.double())
+    xf = x.clone().requires_grad_()
+    ops.activation(xf, name, **kw).backward(g)
+    torch.testing.assert_close(xf.grad.double(), x64.grad, rtol=2e-6, atol=2e-6)
+
+
+def test_levels_give_the_same_dropout_mask():
+    x = torch.randn(3, 1001)  # rows that start off the 4-element Philox blocks
+    masks = {}
+    for lv in LEVELS:
+        _C.set_simd_level(lv)
+        masks[lv] = ops.dropout(x, 0.4, seed=123456789, offset=7) != 0
+    _C.set_simd_level(_C.best_simd_level())
+    for lv in LEVELS:
+        assert torch.equal(masks[lv], masks[LEVELS[0]]), lv
+
+
+def test_vector_philox_matches_the_scalar_generator(level):
+    """Long spans take the 16-blocks-at-once path; compare it word for word
+    with the scalar generator through the keep decision at p = 0.5."""
+    seed, offset, p, n = 0xDEADBEEF12345, 3, 0.5, 1024
+    mask = ops.dropout(torch.ones(n), p, seed=seed, offset=offset) != 0
+    threshold = math.ceil(p * 2**24)
+    want = []
+    for block in range(n // 4):
+        words = ops.philox4x32((block, 0, offset, 0), (seed & 0xFFFFFFFF, seed >> 32))
+        want += [(w >> 8) >= threshold for w in words]
+    assert mask.tolist() == want
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+@pytest.mark.parametrize("act", ["relu", "gelu", "tanh"])
+def test_linear_act_at_each_level(level, act, p):
+    torch.manual_seed(0)
+    x = torch.randn(37, 45, requires_grad=True)
+    w = (torch.randn(19, 45) / 45**0.5).requires_grad_()
+    b = torch.randn(19, requires_grad=True)
+    y = ops.linear_act(x, w, b, act, dropout_p=p, seed=5)
+    keep = (y != 0).float() / (1 - p) if p else torch.ones_like(y)
+    ys = stock_linear_act(x, w, b, act) * keep
+    torch.testing.assert_close(y, ys, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), g)
+    want = torch.autograd.grad(ys, (x, w, b), g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+
+
+def test_set_simd_level_rejects_unknown_names():
+    with pytest.raises(ValueError, match="level must be 'baseline', 'avx2' or 'avx512'"):
+        _C.set_simd_level("sse9")
+
+
+def test_set_simd_level_never_exceeds_the_cpu():
+    _C.set_simd_level("avx512")
+    assert ORDER.index(_C.simd_level()) <= ORDER.index(_C.best_simd_level())
+    _C.set_simd_level(_C.best_simd_level())
