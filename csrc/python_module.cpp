@@ -1,7 +1,10 @@
 // The Python extension module. Importing it runs the TORCH_LIBRARY
 // registrations of the other sources; it also exposes the raw Philox
 // generator so that tests can check it against the published vectors.
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/extension.h>
+
+#include <mutex>
 
 #include "op_args.h"
 #include "philox.h"
@@ -46,6 +49,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     throw pybind11::value_error("set_simd_level: level must be 'baseline', 'avx2' or "
                                 "'avx512', got '" + name + "'");
   }, "Run the CPU kernels with at most this instruction set", pybind11::arg("level"));
+  // A 63-bit dropout seed from torch's default CPU generator (so that
+  // torch.manual_seed reproduces it): the same source as torch.randint, without
+  // a tensor round trip per training step.
+  m.def("draw_seed", [] {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return static_cast<int64_t>(at::check_generator<at::CPUGeneratorImpl>(gen)->random64() >> 1);
+  });
   m.def("has_cuda", [] {
 #ifdef MLPBENCH_WITH_CUDA
     return true;

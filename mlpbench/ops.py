@@ -52,7 +52,7 @@ def _as_int64(value, name):
 
 def draw_seed() -> int:
     """A fresh 63-bit seed from torch's default CPU generator (torch.manual_seed)."""
-    return int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item())
+    return _C.draw_seed()
 
 
 def _dropout_args(p, training, seed, offset, op):

@@ -1,7 +1,13 @@
-// Which instruction set simd_dispatch() runs the CPU kernels with.
+// Which instruction set simd_dispatch() runs the CPU kernels with, and the
+// dropout words (Philox4x32-10, philox.h) for spans of elements.
 #include "simd.h"
 
 #include <atomic>
+#include <initializer_list>
+
+#ifdef MLPB_SIMD_DISPATCH
+#include <immintrin.h>
+#endif
 
 namespace mlpbench::simd {
 namespace {
@@ -24,6 +30,96 @@ Level detect() {
 
 std::atomic<int> chosen{-1};
 
+// Words of blocks [block, block + blocks) into words[4 (b - block) + j].
+void scalar_words(const DropoutMask& mask, uint64_t block, int64_t blocks, uint32_t* words) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Philox4 w = mask.block_words(block + b);
+    for (int j = 0; j < 4; ++j) words[4 * b + j] = w.v[j];
+  }
+}
+
+#ifdef MLPB_SIMD_DISPATCH
+#define MLPB_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+
+// (lo, hi) halves of the 64-bit products m * a, lane by lane (32-bit lanes).
+MLPB_AVX512 inline void mulhilo16(__m512i m, __m512i a, __m512i& lo, __m512i& hi) {
+  const __m512i even = _mm512_mul_epu32(a, m);                      // lanes 0, 2, ...
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+// Philox of 16 consecutive blocks, lane k = block block0 + k; the four result
+// words c0..c3 are transposed so that block k's words are consecutive.
+struct Blocks16 {
+  __m512i c0, c1, c2, c3;
+};
+
+MLPB_AVX512 inline Blocks16 philox16(const DropoutMask& mask, uint64_t block0) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i base = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(block0)));
+  Blocks16 r;
+  r.c0 = _mm512_add_epi32(base, lane);
+  // Blocks past a 2^32 boundary carry into the high word.
+  const __mmask16 carry = _mm512_cmplt_epu32_mask(r.c0, base);
+  r.c1 = _mm512_mask_add_epi32(_mm512_set1_epi32(static_cast<int>(block0 >> 32)), carry,
+                               _mm512_set1_epi32(static_cast<int>(block0 >> 32)),
+                               _mm512_set1_epi32(1));
+  r.c2 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(mask.offset)));
+  r.c3 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(mask.offset >> 32)));
+  return r;
+}
+
+MLPB_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Blocks16& b) {
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+    // Two independent groups interleaved, to hide the multiplies' latency.
+    for (Blocks16* g : {&a, &b}) {
+      __m512i lo0, hi0, lo1, hi1;
+      mulhilo16(m0, g->c0, lo0, hi0);
+      mulhilo16(m1, g->c2, lo1, hi1);
+      g->c0 = _mm512_ternarylogic_epi32(hi1, g->c1, key0, 0x96);  // three-way xor
+      g->c1 = lo1;
+      g->c2 = _mm512_ternarylogic_epi32(hi0, g->c3, key1, 0x96);
+      g->c3 = lo0;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+// Stores the 64 words of 16 blocks in element order (block k's word j at 4 k + j).
+MLPB_AVX512 inline void store_words(const Blocks16& r, uint32_t* out) {
+  // Within each 128-bit lane L (blocks 4L .. 4L+3): a = block 4L's four words, ...
+  const __m512i lo01 = _mm512_unpacklo_epi32(r.c0, r.c1), hi01 = _mm512_unpackhi_epi32(r.c0, r.c1);
+  const __m512i lo23 = _mm512_unpacklo_epi32(r.c2, r.c3), hi23 = _mm512_unpackhi_epi32(r.c2, r.c3);
+  const __m512i a = _mm512_unpacklo_epi64(lo01, lo23), b = _mm512_unpackhi_epi64(lo01, lo23);
+  const __m512i c = _mm512_unpacklo_epi64(hi01, hi23), d = _mm512_unpackhi_epi64(hi01, hi23);
+  // ... then gather lane L of a, b, c, d into output vector L.
+  const __m512i ab01 = _mm512_shuffle_i32x4(a, b, 0x44), cd01 = _mm512_shuffle_i32x4(c, d, 0x44);
+  const __m512i ab23 = _mm512_shuffle_i32x4(a, b, 0xEE), cd23 = _mm512_shuffle_i32x4(c, d, 0xEE);
+  _mm512_storeu_si512(out, _mm512_shuffle_i32x4(ab01, cd01, 0x88));
+  _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(ab01, cd01, 0xDD));
+  _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(ab23, cd23, 0x88));
+  _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(ab23, cd23, 0xDD));
+}
+
+// Blocks [block, block + blocks), blocks a multiple of 32.
+MLPB_AVX512 void avx512_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
+                              uint32_t* words) {
+  for (int64_t b = 0; b < blocks; b += 32) {
+    Blocks16 first = philox16(mask, block + b), second = philox16(mask, block + b + 16);
+    philox_rounds(mask, first, second);
+    store_words(first, words + 4 * b);
+    store_words(second, words + 4 * b + 64);
+  }
+}
+#endif
+
 }  // namespace
 
 Level best_level() {
@@ -39,6 +135,33 @@ Level level() {
 void set_level(Level l) {
   const Level best = best_level();
   chosen.store(static_cast<int>(static_cast<int>(l) < static_cast<int>(best) ? l : best));
+}
+
+void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words) {
+  const uint64_t end = begin + static_cast<uint64_t>(count);
+  uint64_t i = begin;
+  // Up to the first block boundary.
+  if (i & 3) {
+    const Philox4 w = mask.block_words(i >> 2);
+    for (uint64_t lane = i & 3; lane < 4 && i < end; ++lane, ++i) words[i - begin] = w.v[lane];
+  }
+  // Whole blocks: 32 at a time with AVX-512, the rest one by one.
+  int64_t blocks = static_cast<int64_t>((end - i) >> 2);
+#ifdef MLPB_SIMD_DISPATCH
+  if (level() == Level::Avx512 && blocks >= 32) {
+    const int64_t fast = blocks & ~int64_t{31};
+    avx512_words(mask, i >> 2, fast, words + (i - begin));
+    i += 4 * static_cast<uint64_t>(fast);
+    blocks -= fast;
+  }
+#endif
+  scalar_words(mask, i >> 2, blocks, words + (i - begin));
+  i += 4 * static_cast<uint64_t>(blocks);
+  // The last, partial block.
+  if (i < end) {
+    const Philox4 w = mask.block_words(i >> 2);
+    for (uint64_t lane = 0; i < end; ++lane, ++i) words[i - begin] = w.v[lane];
+  }
 }
 
 }  // namespace mlpbench::simd

@@ -25,7 +25,6 @@ namespace mlpbench::simd {
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef int32_t i32x16 __attribute__((vector_size(64)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
-typedef uint64_t u64x8 __attribute__((vector_size(64)));
 
 struct Mask {
   i32x16 m;  // all ones where true
@@ -156,63 +155,13 @@ inline VFloat m_normcdf(VFloat x) {
   return m_select(x < VFloat(0.0f), half_erfc, VFloat(1.0f) - half_erfc);
 }
 
-// ---- Philox for 16 blocks at once (the same words as philox.h) ----
+// ---- dropout words ----
 
-inline void mulhilo(uint32_t m, u32x16 a, u32x16& lo, u32x16& hi) {
-  const u64x8 wide = (u64x8)a;
-  const u64x8 even = (wide & 0xffffffffu) * m;  // 32 x 32 -> 64-bit products
-  const u64x8 odd = (wide >> 32) * m;
-  const u64x8 lo64 = (even & 0xffffffffu) | (odd << 32);
-  const u64x8 hi64 = (even >> 32) | (odd & 0xffffffff00000000u);
-  lo = (u32x16)lo64;
-  hi = (u32x16)hi64;
-}
-
-// Words of the 16 blocks block0 .. block0 + 15, in element order:
-// words[4 k + j] is word j of block block0 + k.
-inline void philox_words16(const DropoutMask& mask, uint64_t block0, uint32_t* words) {
-  const u32x16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  u32x16 c0 = static_cast<uint32_t>(block0) + lane;
-  // Blocks past a 2^32 boundary carry into the high word.
-  const u32x16 carry = (u32x16)(c0 < static_cast<uint32_t>(block0));
-  u32x16 c1 = static_cast<uint32_t>(block0 >> 32) - carry;  // carry is 0 or -1
-  u32x16 c2 = u32x16{} + static_cast<uint32_t>(mask.offset);
-  u32x16 c3 = u32x16{} + static_cast<uint32_t>(mask.offset >> 32);
-  uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    u32x16 lo0, hi0, lo1, hi1;
-    mulhilo(0xD2511F53u, c0, lo0, hi0);
-    mulhilo(0xCD9E8D57u, c2, lo1, hi1);
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  for (int k = 0; k < 16; ++k) {
-    words[4 * k] = c0[k];
-    words[4 * k + 1] = c1[k];
-    words[4 * k + 2] = c2[k];
-    words[4 * k + 3] = c3[k];
-  }
-}
-
-// words[i] = the Philox word of flat element begin + i, for i < count.
-inline void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count,
-                          uint32_t* words) {
-  uint64_t i = begin;
-  const uint64_t end = begin + static_cast<uint64_t>(count);
-  while (i < end) {
-    if ((i & 3) == 0 && end - i >= 64) {
-      philox_words16(mask, i >> 2, words + (i - begin));
-      i += 64;
-      continue;
-    }
-    const Philox4 w = mask.block_words(i >> 2);
-    for (uint64_t lane = i & 3; lane < 4 && i < end; ++lane, ++i) words[i - begin] = w.v[lane];
-  }
-}
+// words[i] = the Philox word (philox.h) of flat element begin + i, for
+// i < count. Out of line, in simd.cpp: the AVX-512 build runs 32 blocks at
+// once with instructions the portable vector type cannot express (32 x 32 ->
+// 64-bit multiplies); other CPUs use the scalar generator.
+void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words);
 
 // Dropout of 16 values: v / keep_prob where kept, 0 where dropped (and in
 // the lanes past count <= 16). Dividing, as the CUDA kernels do, rather than
