@@ -3,8 +3,12 @@
     pytest bench/ --benchmark-only --benchmark-json=BENCH.json
     python -m mlpbench.report BENCH.json [MORE.json ...] [--png chart.png] [--device cpu|cuda]
 
-One table per benchmark group, each row with its median time per call and its
-ratio to the group's stock row and floor row (where the group has them).
+One table per benchmark group, each row with its fastest time per call (the
+minimum over rounds: on a shared 2-core machine noise only ever adds time, and
+a median there swung by 7x between runs when stray page faults hit) and its
+ratio to the group's stock row and floor row (where the group has them); then
+the lecture's claim that ReLU is fast because it needs no exp(), checked per
+operation against the activation groups.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["load_rows", "load_saved_bytes", "markdown", "summary", "targets", "main"]
+__all__ = ["load_rows", "load_saved_bytes", "markdown", "relu_claim", "summary", "targets", "main"]
+
+# The activations the lecture compares with ReLU (ReLU itself first).
+CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
 
 # The order rows appear in within a group.
 ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile", "fused",
@@ -23,7 +30,7 @@ ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "co
 
 
 def _benchmarks(paths, device):
-    """(device, group, row, median seconds per call, extra_info) of every mlpbench row."""
+    """(device, group, row, fastest seconds per call, extra_info) of every mlpbench row."""
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         data = json.loads(Path(path).read_text())
         if "benchmarks" not in data:
@@ -32,11 +39,11 @@ def _benchmarks(paths, device):
             info = bench.get("extra_info", {})
             dev = info.get("device", "cpu")
             if "row" in info and (not device or dev == device):
-                yield dev, bench["group"], info["row"], bench["stats"]["median"] / info.get("inner", 1), info
+                yield dev, bench["group"], info["row"], bench["stats"]["min"] / info.get("inner", 1), info
 
 
 def load_rows(paths, device=None):
-    """{(device, group): {row: median seconds per call}} from benchmark JSON files."""
+    """{(device, group): {row: fastest seconds per call}} from benchmark JSON files."""
     groups = defaultdict(dict)
     for dev, group, row, seconds, _ in _benchmarks(paths, device):
         groups[(dev, group)][row] = seconds
@@ -66,7 +73,7 @@ def markdown(groups, saved=None):
         floor = rows.get("floor", rows.get("copy"))
         memory = (saved or {}).get((dev, group), {})
         out.append(f"#### {group} ({dev})\n")
-        out.append("| row | median | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
+        out.append("| row | time | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
         out.append("| --- | ---: | ---: | ---: |" + (" ---: |" if memory else ""))
         order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r))
         for row in order:
@@ -76,6 +83,42 @@ def markdown(groups, saved=None):
             extra = f" {memory[row]:,} B |" if row in memory else (" |" if memory else "")
             out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |{extra}")
         out.append("")
+    return "\n".join(out)
+
+
+def relu_claim(groups):
+    """Each activation's forward time over ReLU's and over a copy's, stock and
+    fused, per device and size; and whether any activation costs the lecture's
+    6x of ReLU. The lecture's activations that need exp() or a slope, not
+    identity or step. Empty when the JSON has no activation groups."""
+    out = []
+    sizes = sorted({(dev, g.split(", ")[-1].rstrip("]")) for dev, g in groups
+                    if g.startswith("activation[")})
+    for dev, size in sizes:
+        acts = {g[len("activation["):].split(",")[0]: rows for (d, g), rows in groups.items()
+                if d == dev and g.startswith("activation[") and g.endswith(f", {size}]")}
+        copy = acts.get("reference", {}).get("copy")
+        acts = {a: rows for a, rows in acts.items() if a in CLAIM_ACTIVATIONS}
+        relu = acts.get("relu", {})
+        if "stock fwd" not in relu:
+            continue
+        out.append(f"#### ReLU against the others, forward, {size} ({dev})\n")
+        out.append("| activation | stock / stock ReLU | fused / fused ReLU | fused / copy |")
+        out.append("| --- | ---: | ---: | ---: |")
+        worst = {}
+        for name, rows in sorted(acts.items(), key=lambda a: CLAIM_ACTIVATIONS.index(a[0])):
+            cells = []
+            for kind in ("stock", "fused"):
+                ratio = rows.get(f"{kind} fwd", 0) / relu.get(f"{kind} fwd", float("inf"))
+                cells.append(f"{ratio:.2f}x" if ratio else "")
+                if ratio:
+                    worst[kind] = max(worst.get(kind, (0, "")), (ratio, name))
+            by_copy = f"{rows['fused fwd'] / copy:.2f}x" if copy and "fused fwd" in rows else ""
+            out.append(f"| {name} | {cells[0]} | {cells[1]} | {by_copy} |")
+        verdicts = [f"{kind}: {'holds' if ratio >= 6 else 'false'}, the costliest ({name}) takes "
+                    f"{ratio:.2f}x ReLU's time" for kind, (ratio, name) in sorted(worst.items())]
+        out.append(f"\n\"ReLU is 6x faster because it needs no exp()\", per operation: "
+                   f"{'; '.join(verdicts)}.\n")
     return "\n".join(out)
 
 
@@ -157,6 +200,7 @@ def main(argv=None):
         print(targets(groups, args.device or "cuda"))
         return 0
     print(markdown(groups, load_saved_bytes(args.json, args.device)))
+    print(relu_claim(groups))
     png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")))
     if png:
         print(f"bar chart: {png}", file=sys.stderr)

@@ -18,7 +18,7 @@ def bench_json(tmp_path_factory):
            "--benchmark-only", f"--benchmark-json={out}", "--benchmark-max-time=0.001",
            "--benchmark-min-rounds=1", "-k",
            "cpu and not compile and ((test_linear_act and 256x10 and batch100 and relu) or "
-           "test_reference_rows or (test_activation and relu and size1) or "
+           "test_reference_rows or (test_activation and (relu or elu) and size1) or "
            "(test_dropout and 100x256) or test_memory)"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -35,6 +35,25 @@ def test_report_tables_and_chart(bench_json, tmp_path, capsys):
     assert "| stock | " in text and "1.00x" in text
     assert png.stat().st_size > 1000
     assert "saved for backward" in text and "| fused |" in text and "307,200 B" in text
+
+
+def test_report_checks_the_relu_claim(bench_json, capsys):
+    assert report.main([str(bench_json), "--png", "/dev/null"]) == 0
+    text = capsys.readouterr().out
+    assert "#### ReLU against the others, forward, 16M (cpu)" in text
+    assert "| elu |" in text and "| leaky_relu |" in text and "| relu | 1.00x | 1.00x |" in text
+    assert "\"ReLU is 6x faster because it needs no exp()\", per operation: " in text
+    assert "the costliest" in text
+
+
+def test_relu_claim_verdict_follows_the_numbers():
+    def groups(elu_stock):
+        return {("cpu", "activation[relu, 1M]"): {"stock fwd": 1.0, "fused fwd": 1.0},
+                ("cpu", "activation[elu, 1M]"): {"stock fwd": elu_stock, "fused fwd": 1.2},
+                ("cpu", "activation[reference, 1M]"): {"copy": 1.0}}
+    assert "stock: holds, the costliest (elu) takes 7.00x" in report.relu_claim(groups(7.0))
+    assert "stock: false, the costliest (elu) takes 1.50x" in report.relu_claim(groups(1.5))
+    assert "fused: false, the costliest (elu) takes 1.20x" in report.relu_claim(groups(7.0))
 
 
 def test_report_targets_and_device_filter(bench_json, capsys):

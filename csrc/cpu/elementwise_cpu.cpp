@@ -24,14 +24,10 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    using P = Pack<scalar_t>;
-    with_activation<typename P::V>(spec, [&](auto act) {
+    with_activation<typename Pack<scalar_t>::V>(spec, [&](auto act) {
       at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
         simd::simd_dispatch([&] {
-          for (int64_t i = begin; i < end; i += P::kWidth) {
-            const int64_t m = std::min(P::kWidth, end - i);
-            P::store(out + i, act.forward(P::load(in + i, m)), m);
-          }
+          map_unary(in + begin, out + begin, end - begin, [&](auto v) { return act.forward(v); });
         });
       });
     });
@@ -53,14 +49,11 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
-    using P = Pack<scalar_t>;
-    with_activation<typename P::V>(spec, [&](auto act) {
+    with_activation<typename Pack<scalar_t>::V>(spec, [&](auto act) {
       at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
         simd::simd_dispatch([&] {
-          for (int64_t i = begin; i < end; i += P::kWidth) {
-            const int64_t m = std::min(P::kWidth, end - i);
-            P::store(out + i, P::load(gp + i, m) * act.derivative(P::load(sp + i, m)), m);
-          }
+          map_binary(gp + begin, sp + begin, out + begin, end - begin,
+                     [&](auto g, auto s) { return g * act.derivative(s); });
         });
       });
     });

@@ -35,6 +35,30 @@ template <> struct Pack<double> {
   }
 };
 
+// out[i] = f(a[i]) for i < n: full vectors, then one partial vector. The
+// pointers arrive by value and unaliased, so the loop keeps them in registers.
+template <typename T, typename F>
+inline void map_unary(const T* __restrict a, T* __restrict out, int64_t n, const F& f) {
+  using P = Pack<T>;
+  int64_t i = 0;
+  for (; i + P::kWidth <= n; i += P::kWidth) {
+    P::store(out + i, f(P::load(a + i, P::kWidth)), P::kWidth);
+  }
+  if (i < n) P::store(out + i, f(P::load(a + i, n - i)), n - i);
+}
+
+// out[i] = f(a[i], b[i]) for i < n.
+template <typename T, typename F>
+inline void map_binary(const T* __restrict a, const T* __restrict b, T* __restrict out,
+                       int64_t n, const F& f) {
+  using P = Pack<T>;
+  int64_t i = 0;
+  for (; i + P::kWidth <= n; i += P::kWidth) {
+    P::store(out + i, f(P::load(a + i, P::kWidth), P::load(b + i, P::kWidth)), P::kWidth);
+  }
+  if (i < n) P::store(out + i, f(P::load(a + i, n - i), P::load(b + i, n - i)), n - i);
+}
+
 // Elements per dropout-word buffer: the kernels walk long rows in spans this
 // long so that the words stay in L1.
 constexpr int64_t kSpan = 1024;
