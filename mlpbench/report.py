@@ -19,7 +19,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["load_rows", "load_saved_bytes", "markdown", "relu_claim", "summary", "targets", "main"]
+__all__ = ["load_rows", "load_saved_bytes", "markdown", "linear_act_matrix", "relu_claim", "summary",
+           "targets", "main"]
 
 # The activations the lecture compares with ReLU (ReLU itself first).
 CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
@@ -82,6 +83,31 @@ def markdown(groups, saved=None):
             vs_floor = f"{t / floor:.2f}x" if floor else ""
             extra = f" {memory[row]:,} B |" if row in memory else (" |" if memory else "")
             out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |{extra}")
+        out.append("")
+    return "\n".join(out)
+
+
+def linear_act_matrix(groups):
+    """linear_act at a glance: per device, one line per shape, batch and mode,
+    one column per activation, each cell fused / stock (and fused / floor)."""
+    cells = defaultdict(dict)  # (dev, "784x256, batch 100, fwd") -> {act: cell}
+    acts = []
+    for (dev, group), rows in groups.items():
+        if not group.startswith("linear_act[") or "fused" not in rows or "stock" not in rows:
+            continue
+        shape, batch, act, mode = group[len("linear_act["):-1].split(", ")
+        if act not in acts:
+            acts.append(act)
+        floor = f" / {rows['fused'] / rows['floor']:.2f}" if "floor" in rows else ""
+        cells[(dev, f"{shape}, {batch}, {mode}")][act] = f"{rows['fused'] / rows['stock']:.2f}{floor}"
+    out = []
+    for dev in sorted({d for d, _ in cells}):
+        out.append(f"#### linear_act, fused / stock (/ floor), {dev}\n")
+        out.append("| layer | " + " | ".join(acts) + " |")
+        out.append("| --- |" + " ---: |" * len(acts))
+        for (d, layer), row in sorted(cells.items()):
+            if d == dev:
+                out.append(f"| {layer} | " + " | ".join(row.get(a, "") for a in acts) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -200,6 +226,7 @@ def main(argv=None):
         print(targets(groups, args.device or "cuda"))
         return 0
     print(markdown(groups, load_saved_bytes(args.json, args.device)))
+    print(linear_act_matrix(groups))
     print(relu_claim(groups))
     png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")))
     if png:

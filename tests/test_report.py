@@ -46,6 +46,15 @@ def test_report_checks_the_relu_claim(bench_json, capsys):
     assert "the costliest" in text
 
 
+def test_linear_act_matrix():
+    groups = {("cpu", "linear_act[256x10, batch 100, relu, fwd]"):
+              {"floor": 1.0, "stock": 2.0, "fused": 1.5},
+              ("cpu", "linear_act[256x10, batch 100, gelu, fwd]"): {"stock": 2.0, "fused": 3.0}}
+    text = report.linear_act_matrix(groups)
+    assert "| layer | relu | gelu |" in text or "| layer | gelu | relu |" in text
+    assert "0.75 / 1.50" in text and "1.50 |" in text
+
+
 def test_relu_claim_verdict_follows_the_numbers():
     def groups(elu_stock):
         return {("cpu", "activation[relu, 1M]"): {"stock fwd": 1.0, "fused fwd": 1.0},

@@ -1,24 +1,25 @@
 // CPU kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
 // Forward: the product through ATen's multi-threaded BLAS straight into y,
-// then one vectorised pass over y's rows (epilogue) that adds the bias, saves
-// the pre-activation when backward needs it (gelu, silu), applies the
-// activation and dropout. Maxout first reduces each unit's pieces (scalar).
+// then one vectorised pass over y (epilogue) that adds the bias, saves the
+// pre-activation when backward needs it (gelu, silu), applies the activation
+// and dropout. The pass runs flat across rows (see bias_pattern), so narrow
+// layers cost no partial vector per row. Maxout first reduces each unit's
+// pieces (scalar).
 //
-// Backward: one vectorised pass computes grad_pre = grad_y * dropout scale *
-// act'(saved), in chunks of rows; each chunk also sums its rows into a partial
-// bias gradient, and the partials are added in chunk order, so grad_bias does
-// not depend on the thread count. Then the two matrix products.
+// Backward: one vectorised pass computes grad_pre = grad_y * dropout *
+// act'(saved), in chunks of rows; each chunk also sums its columns into a
+// partial bias gradient, and the partials are added in chunk order, so
+// grad_bias does not depend on the thread count. Then the two matrix products.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <type_traits>
+#include <vector>
 
 #include "../op_args.h"
 #include "vec_loops.h"
@@ -33,10 +34,11 @@ int64_t rows_per_chunk(int64_t cols) {
   return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols));
 }
 
-// Maxout's reduction, in place on one row of acc (out_rows wide): the best
-// piece of unit j, plus its bias, into acc[j]; its index into arg[j].
+// Maxout's reduction of one row: the best of unit j's pieces (acc, out_rows
+// wide), plus its bias, into y[j]; the piece's index into arg[j].
 template <typename T>
-void maxout_row(int64_t out_cols, int64_t pieces, T* acc, const T* bias, uint8_t* arg) {
+void maxout_row(int64_t out_cols, int64_t pieces, const T* acc, const T* bias, T* y,
+                uint8_t* arg) {
   for (int64_t j = 0; j < out_cols; ++j) {
     const T* unit = acc + j * pieces;
     T best = unit[0] + (bias ? bias[j * pieces] : T(0));
@@ -48,30 +50,51 @@ void maxout_row(int64_t out_cols, int64_t pieces, T* acc, const T* bias, uint8_t
         best_piece = static_cast<uint8_t>(s);
       }
     }
-    acc[j] = best;  // j <= j * pieces: never overwrites a unit still to be read
+    y[j] = best;
     arg[j] = best_piece;
   }
 }
 
-// Epilogue of one row, columns [0, cols): y = dropout(act(in + bias)), and
-// pre = in + bias when pre is non-null. in may alias y.
+// The bias repeated along a row and kWidth past its end: for the flat element
+// e of a row-major (rows, cols) matrix, the vector of biases of elements
+// e .. e + kWidth - 1 is `pattern + e % cols`, whatever the row width. This
+// lets the epilogue run over many rows as one flat span, so narrow layers
+// (256 -> 10) are not split into a partial vector per row.
+template <typename T>
+std::vector<T> bias_pattern(const T* bias, int64_t cols) {
+  std::vector<T> pattern(cols + Pack<T>::kWidth);
+  for (size_t k = 0; k < pattern.size(); ++k) pattern[k] = bias[k % cols];
+  return pattern;
+}
+
+// Advances column q by one vector, modulo cols.
+inline int64_t next_column(int64_t q, int64_t width, int64_t cols) {
+  q += width;
+  return q < cols ? q : (q - cols < cols ? q - cols : q % cols);
+}
+
+// Epilogue of the flat elements [start, start + count) of y, in place:
+// y = dropout(act(y + bias)), and pre = y + bias when pre is non-null. y and
+// pre point at element `start`; pattern is bias_pattern() or null.
 template <typename T, typename ActFn>
-void epilogue_row(const ActFn& act, const DropoutMask* mask, uint64_t row_start, int64_t cols,
-                  const T* in, const T* bias, T* y, T* pre) {
+void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
+                   int64_t cols, const T* pattern, T* y, T* pre) {
   using P = Pack<T>;
   using V = typename P::V;
+  int64_t q = start % cols;
   uint32_t words[kSpan];
-  for (int64_t s0 = 0; s0 < cols; s0 += kSpan) {
-    const int64_t span = std::min(kSpan, cols - s0);
-    if (mask) simd::dropout_words(*mask, row_start + s0, span, words);
+  for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
+    const int64_t span = std::min(kSpan, count - s0);
+    if (mask) simd::dropout_words(*mask, start + s0, span, words);
     for (int64_t i = 0; i < span; i += P::kWidth) {
-      const int64_t j = s0 + i, m = std::min(P::kWidth, span - i);
-      V v = P::load(in + j, m);
-      if (bias) v = v + P::load(bias + j, m);
-      if (pre) P::store(pre + j, v, m);
+      const int64_t e = s0 + i, m = std::min(P::kWidth, span - i);
+      V v = P::load(y + e, m);
+      if (pattern) v = v + P::load(pattern + q, P::kWidth);
+      if (pre) P::store(pre + e, v, m);
       V a = act.forward(v);
       if (mask) a = P::dropout(words + i, m, *mask, a);
-      P::store(y + j, a, m);
+      P::store(y + e, a, m);
+      q = next_column(q, P::kWidth, cols);
     }
   }
 }
@@ -84,25 +107,27 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const int64_t out_cols = call.out_cols;
   const bool maxout = spec.act == Act::Maxout;
   // The product lands in y itself unless it is wider than y (maxout).
-  at::Tensor acc = maxout ? at::mm(x2, weight.t()) : at::mm_out(y, x2, weight.t());
-  T* accp = acc.mutable_data_ptr<T>();
+  const at::Tensor acc = maxout ? at::mm(x2, weight.t()) : at::mm_out(y, x2, weight.t());
+  const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
   uint8_t* argp = maxout ? aux.mutable_data_ptr<uint8_t>() : nullptr;
+  // Maxout adds its bias while it reduces the pieces.
+  const std::vector<T> pattern = bias && !maxout ? bias_pattern(bias, out_cols) : std::vector<T>();
 
   with_activation<typename Pack<T>::V>(spec, [&](auto act) {
     at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
       simd::simd_dispatch([&] {
-        for (int64_t r = r0; r < r1; ++r) {
-          T* in = accp + r * call.out_rows;
-          const T* row_bias = bias;
-          if (maxout) {
-            maxout_row(out_cols, spec.pieces, in, bias, argp + r * out_cols);
-            row_bias = nullptr;  // already added
+        if (maxout) {
+          for (int64_t r = r0; r < r1; ++r) {
+            maxout_row(out_cols, spec.pieces, accp + r * call.out_rows, bias, yp + r * out_cols,
+                       argp + r * out_cols);
           }
-          epilogue_row(act, mask, static_cast<uint64_t>(r) * out_cols, out_cols, in, row_bias,
-                       yp + r * out_cols, prep ? prep + r * out_cols : nullptr);
         }
+        const int64_t start = r0 * out_cols;
+        epilogue_span(act, mask, start, (r1 - r0) * out_cols, out_cols,
+                      pattern.empty() ? nullptr : pattern.data(), yp + start,
+                      prep ? prep + start : nullptr);
       });
     });
   });
@@ -139,29 +164,30 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
   return {y.view(call.y_sizes), aux};
 }
 
-// grad_pre of one row, columns [0, cols) (not maxout). saved is null for the
-// identity, whose derivative does not read it.
+// grad_pre of the flat elements [start, start + count) (not maxout):
+// gy * dropout * act'(saved); the pointers point at element `start`. saved is
+// null for the identity, whose derivative does not read it.
 template <typename T, typename ActFn>
-void grad_pre_row(const ActFn& act, const DropoutMask* mask, uint64_t row_start, int64_t cols,
-                  const T* gy, const T* saved, T* gp) {
+void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
+                   const T* gy, const T* saved, T* gp) {
   using P = Pack<T>;
   using V = typename P::V;
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
   uint32_t words[kSpan];
-  for (int64_t s0 = 0; s0 < cols; s0 += kSpan) {
-    const int64_t span = std::min(kSpan, cols - s0);
-    if (mask) simd::dropout_words(*mask, row_start + s0, span, words);
+  for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
+    const int64_t span = std::min(kSpan, count - s0);
+    if (mask) simd::dropout_words(*mask, start + s0, span, words);
     for (int64_t i = 0; i < span; i += P::kWidth) {
-      const int64_t j = s0 + i, m = std::min(P::kWidth, span - i);
-      V g = P::load(gy + j, m);
-      V s = saved ? P::load(saved + j, m) : V(T(0));
+      const int64_t e = s0 + i, m = std::min(P::kWidth, span - i);
+      V g = P::load(gy + e, m);
+      V s = saved ? P::load(saved + e, m) : V(T(0));
       if (mask) {
         g = P::dropout(words + i, m, *mask, g);
         // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
         // have g == 0 already.
         if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
       }
-      P::store(gp + j, g * act.derivative(s), m);
+      P::store(gp + e, g * act.derivative(s), m);
     }
   }
 }
@@ -180,16 +206,22 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
   }
 }
 
-// sum[j] += rows[r][j] for r < count, j < cols (row stride cols).
+// sum[j] = the sum of column j of the (count / cols, cols) row-major rows.
+// Runs flat, each vector added at its column into acc, which wraps past the
+// row's end (bias_pattern's layout) and is folded back at the end.
 template <typename T>
-void add_rows(const T* rows, int64_t count, int64_t cols, T* sum) {
+void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
   using P = Pack<T>;
-  for (int64_t j = 0; j < cols; j += P::kWidth) {
-    const int64_t m = std::min(P::kWidth, cols - j);
-    auto acc = P::load(sum + j, m);
-    for (int64_t r = 0; r < count; ++r) acc = acc + P::load(rows + r * cols + j, m);
-    P::store(sum + j, acc, m);
+  std::vector<T> acc(cols + P::kWidth, T(0));
+  int64_t q = 0;
+  for (int64_t e = 0; e < count; e += P::kWidth) {
+    const int64_t m = std::min(P::kWidth, count - e);
+    P::store(acc.data() + q, P::load(acc.data() + q, P::kWidth) + P::load(rows + e, m),
+             P::kWidth);
+    q = next_column(q, P::kWidth, cols);
   }
+  for (int64_t j = 0; j < cols; ++j) sum[j] = acc[j];
+  for (size_t k = cols; k < acc.size(); ++k) sum[k % cols] += acc[k];
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
@@ -221,24 +253,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       // Chunks of rows fixed by the shape alone, each with its partial bias sum.
       const int64_t chunk = rows_per_chunk(out_rows);
       const int64_t chunks = (n + chunk - 1) / chunk;
-      at::Tensor partial = at::zeros({output_mask[2] ? chunks : 0, out_rows}, x.options());
+      at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows}, x.options());
       T* partp = partial.mutable_data_ptr<T>();
       with_activation<typename Pack<T>::V>(spec, [&](auto act) {
         at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
           simd::simd_dispatch([&] {
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
-              for (int64_t r = r0; r < r1; ++r) {
-                const uint64_t row_start = static_cast<uint64_t>(r) * out_cols;
-                if (maxout) {
-                  maxout_grad_row(mask, row_start, out_cols, spec.pieces, gyp + r * out_cols,
-                                  argp + r * out_cols, gpp + r * out_rows);
-                } else {
-                  grad_pre_row(act, mask, row_start, out_cols, gyp + r * out_cols,
-                               svp ? svp + r * out_cols : nullptr, gpp + r * out_rows);
+              if (maxout) {
+                for (int64_t r = r0; r < r1; ++r) {
+                  maxout_grad_row(mask, static_cast<uint64_t>(r) * out_cols, out_cols,
+                                  spec.pieces, gyp + r * out_cols, argp + r * out_cols,
+                                  gpp + r * out_rows);
                 }
+              } else {
+                const int64_t start = r0 * out_cols;
+                grad_pre_span(act, mask, start, (r1 - r0) * out_cols, gyp + start,
+                              svp ? svp + start : nullptr, gpp + start);
               }
-              if (partp) add_rows(gpp + r0 * out_rows, r1 - r0, out_rows, partp + c * out_rows);
+              if (partp) {
+                column_sums(gpp + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
+                            partp + c * out_rows);
+              }
             }
           });
         });
