@@ -71,17 +71,13 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     using P = Pack<scalar_t>;
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      uint32_t words[kSpan];
-      for (int64_t s0 = begin; s0 < end; s0 += kSpan) {
-        const int64_t span = std::min(kSpan, end - s0);
-        simd::simd_dispatch([&] {
-          simd::dropout_words(mask, s0, span, words);
-          for (int64_t i = 0; i < span; i += P::kWidth) {
-            const int64_t m = std::min(P::kWidth, span - i);
-            P::store(out + s0 + i, P::dropout(words + i, m, mask, P::load(in + s0 + i, m)), m);
-          }
+      simd::simd_dispatch([&] {
+        for_each_vector<scalar_t>(&mask, begin, end - begin,
+                                  [&](int64_t e, int64_t m, const uint32_t* words) {
+          const int64_t i = begin + e;
+          P::store(out + i, P::dropout(words, m, mask, P::load(in + i, m)), m);
         });
-      }
+      });
     });
   });
   return y;

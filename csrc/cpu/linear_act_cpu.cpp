@@ -82,21 +82,15 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
   using P = Pack<T>;
   using V = typename P::V;
   int64_t q = start % cols;
-  uint32_t words[kSpan];
-  for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
-    const int64_t span = std::min(kSpan, count - s0);
-    if (mask) simd::dropout_words(*mask, start + s0, span, words);
-    for (int64_t i = 0; i < span; i += P::kWidth) {
-      const int64_t e = s0 + i, m = std::min(P::kWidth, span - i);
-      V v = P::load(y + e, m);
-      if (pattern) v = v + P::load(pattern + q, P::kWidth);
-      if (pre) P::store(pre + e, v, m);
-      V a = act.forward(v);
-      if (mask) a = P::dropout(words + i, m, *mask, a);
-      P::store(y + e, a, m);
-      q = next_column(q, P::kWidth, cols);
-    }
-  }
+  for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+    V v = P::load(y + e, m);
+    if (pattern) v = v + P::load(pattern + q, P::kWidth);
+    if (pre) P::store(pre + e, v, m);
+    V a = act.forward(v);
+    if (mask) a = P::dropout(words, m, *mask, a);
+    P::store(y + e, a, m);
+    q = next_column(q, P::kWidth, cols);
+  });
 }
 
 template <typename T>
@@ -173,23 +167,17 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
   using P = Pack<T>;
   using V = typename P::V;
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
-  uint32_t words[kSpan];
-  for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
-    const int64_t span = std::min(kSpan, count - s0);
-    if (mask) simd::dropout_words(*mask, start + s0, span, words);
-    for (int64_t i = 0; i < span; i += P::kWidth) {
-      const int64_t e = s0 + i, m = std::min(P::kWidth, span - i);
-      V g = P::load(gy + e, m);
-      V s = saved ? P::load(saved + e, m) : V(T(0));
-      if (mask) {
-        g = P::dropout(words + i, m, *mask, g);
-        // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
-        // have g == 0 already.
-        if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
-      }
-      P::store(gp + e, g * act.derivative(s), m);
+  for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+    V g = P::load(gy + e, m);
+    V s = saved ? P::load(saved + e, m) : V(T(0));
+    if (mask) {
+      g = P::dropout(words, m, *mask, g);
+      // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
+      // have g == 0 already.
+      if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
     }
-  }
+    P::store(gp + e, g * act.derivative(s), m);
+  });
 }
 
 // Maxout's grad_pre of one row: each unit's gradient goes to its best piece.

@@ -59,8 +59,25 @@ inline void map_binary(const T* __restrict a, const T* __restrict b, T* __restri
   if (i < n) P::store(out + i, f(P::load(a + i, n - i), P::load(b + i, n - i)), n - i);
 }
 
-// Elements per dropout-word buffer: the kernels walk long rows in spans this
+// Elements per dropout-word buffer: the kernels walk long spans in pieces this
 // long so that the words stay in L1.
 constexpr int64_t kSpan = 1024;
+
+// The walk every dropout-aware kernel makes over the flat elements
+// [start, start + count): f(e, m, words) for each vector, e its offset from
+// start, m <= kWidth its element count, words the Philox words of its
+// elements (null when mask is).
+template <typename T, typename F>
+inline void for_each_vector(const DropoutMask* mask, int64_t start, int64_t count, const F& f) {
+  constexpr int64_t kWidth = Pack<T>::kWidth;
+  uint32_t words[kSpan];
+  for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
+    const int64_t span = std::min(kSpan, count - s0);
+    if (mask) simd::dropout_words(*mask, static_cast<uint64_t>(start + s0), span, words);
+    for (int64_t i = 0; i < span; i += kWidth) {
+      f(s0 + i, std::min(kWidth, span - i), mask ? words + i : nullptr);
+    }
+  }
+}
 
 }  // namespace mlpbench::cpu
