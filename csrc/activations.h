@@ -33,6 +33,10 @@ MLPB_HD double m_tanh(double x) { return ::tanh(x); }
 // negative tail, where 0.5 (1 + erf(x / sqrt 2)) cancels.
 MLPB_HD float m_normcdf(float x) { return 0.5f * ::erfcf(x * -0.70710678118654752f); }
 MLPB_HD double m_normcdf(double x) { return 0.5 * ::erfc(x * -0.70710678118654752440); }
+// 1 / x for x >= 1 (the denominators of sigmoid and silu); the CPU's vector
+// overload replaces the division by Newton steps.
+MLPB_HD float m_recip(float x) { return 1.0f / x; }
+MLPB_HD double m_recip(double x) { return 1.0 / x; }
 // c ? a : b, written as a function so that vector types can overload it.
 template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
@@ -55,7 +59,7 @@ template <typename T> struct Identity {
 
 template <typename T> struct Sigmoid {
   static constexpr bool kFromOutput = true;
-  MLPB_HD T forward(T x) const { return T(1) / (T(1) + m_exp(-x)); }
+  MLPB_HD T forward(T x) const { return m_recip(T(1) + m_exp(-x)); }
   MLPB_HD T derivative(T y) const { return y * (T(1) - y); }
 };
 
@@ -117,9 +121,9 @@ template <typename T> struct GeluTanh {
 // SiLU (swish): x * sigmoid(x); derivative s (1 + x (1 - s)).
 template <typename T> struct Silu {
   static constexpr bool kFromOutput = false;
-  MLPB_HD T forward(T x) const { return x / (T(1) + m_exp(-x)); }
+  MLPB_HD T forward(T x) const { return x * m_recip(T(1) + m_exp(-x)); }
   MLPB_HD T derivative(T x) const {
-    const T s = T(1) / (T(1) + m_exp(-x));
+    const T s = m_recip(T(1) + m_exp(-x));
     return s * (T(1) + x * (T(1) - s));
   }
 };
