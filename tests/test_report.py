@@ -81,3 +81,25 @@ def test_report_rejects_other_json(tmp_path):
 
 def test_gpu_check_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
+
+
+def _interleaved(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "interleaved_ab.py"), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_interleaved_ab_prints_a_row_per_layer_and_activation():
+    done = _interleaved("--layers", "8x4x3,5x2x1", "--acts", "relu,gelu", "--seconds", "0.05")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 8x4", "| 5x2"))]
+    assert len(rows) == 4 and all(line.count(" us |") == 3 for line in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "8x4"], "a layer is IN x OUT x BATCH"),
+    (["--layers", "8x0x3"], "layer sizes must be positive"),
+    (["--acts", "relu,swish"], "unknown or unsupported activation"),
+])
+def test_interleaved_ab_rejects_bad_arguments(args, message):
+    done = _interleaved(*args)
+    assert done.returncode == 2 and message in done.stderr
