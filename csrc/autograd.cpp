@@ -2,13 +2,13 @@
 // here rather than with torch.library.register_autograd keeps Python out of
 // every forward and backward call: on the lecture's small layers (256 -> 10,
 // batch 100) that per-call overhead costs more than the kernels themselves.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <string>
 
 #include "op_args.h"
+#include "op_handles.h"
 
 namespace mlpbench {
 namespace {
@@ -16,22 +16,15 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+// Whether autograd has anything to record: grad mode on and some input
+// requiring grad. When not (inference, no_grad, frozen weights on a plain
+// input), the ops skip the autograd node and its saved state altogether.
+bool records_grad(const at::Tensor& a, const at::Tensor* b = nullptr,
+                  const std::optional<at::Tensor>* c = nullptr) {
+  return at::GradMode::is_enabled() &&
+         (a.requires_grad() || (b && b->requires_grad()) ||
+          (c && c->has_value() && (*c)->defined() && (*c)->requires_grad()));
 }
-
-using LinearActSig = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
-    double, double, c10::string_view, int64_t, double, int64_t, int64_t);
-using LinearActBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
-    double, double, c10::string_view, int64_t, double, int64_t, int64_t, std::array<bool, 3>);
-using ActivationSig = at::Tensor(const at::Tensor&, c10::string_view, double, double,
-                                 c10::string_view);
-using ActivationBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
-                                         double, double, c10::string_view);
-using DropoutSig = at::Tensor(const at::Tensor&, double, int64_t, int64_t);
 
 // What backward needs besides x and weight: the output y for the
 // output-derivable activations, the forward's aux otherwise (pre-activation
@@ -47,10 +40,10 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
                                const std::string& activation, double negative_slope,
                                double alpha, const std::string& approximate, int64_t pieces,
                                double dropout_p, int64_t seed, int64_t offset) {
-    static const auto op = find_op<LinearActSig>("mlpbench::linear_act");
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [y, aux] = op.call(x, weight, bias, activation, negative_slope, alpha, approximate,
-                            pieces, dropout_p, seed, offset);
+    auto [y, aux] = op_handles::linear_act().call(x, weight, bias, activation, negative_slope,
+                                                  alpha, approximate, pieces, dropout_p, seed,
+                                                  offset);
     ctx->mark_non_differentiable({aux});
     const ActSpec spec = parse_activation("linear_act", activation, negative_slope, alpha,
                                           approximate, pieces);
@@ -68,12 +61,11 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto op = find_op<LinearActBackwardSig>("mlpbench::linear_act_backward");
     const auto saved = ctx->get_saved_variables();
     const auto& d = ctx->saved_data;
     const std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
                                       d.at("has_bias").toBool() && ctx->needs_input_grad(2)};
-    auto [gx, gw, gb] = op.call(
+    auto [gx, gw, gb] = op_handles::linear_act_backward().call(
         grads[0], saved[0], saved[1], saved[2], d.at("activation").toStringRef(),
         d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
         d.at("approximate").toStringRef(), d.at("pieces").toInt(), d.at("dropout_p").toDouble(),
@@ -90,9 +82,8 @@ struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const std::string& name,
                             double negative_slope, double alpha,
                             const std::string& approximate) {
-    static const auto op = find_op<ActivationSig>("mlpbench::activation");
     at::AutoDispatchBelowADInplaceOrView guard;
-    at::Tensor y = op.call(x, name, negative_slope, alpha, approximate);
+    at::Tensor y = op_handles::activation().call(x, name, negative_slope, alpha, approximate);
     const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
     // Identity and step pass their output; their derivative never reads it.
     const bool from_input = spec.act == Act::Gelu || spec.act == Act::GeluTanh ||
@@ -106,11 +97,11 @@ struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto op = find_op<ActivationBackwardSig>("mlpbench::activation_backward");
     const auto& d = ctx->saved_data;
-    at::Tensor gx = op.call(grads[0], ctx->get_saved_variables()[0], d.at("name").toStringRef(),
-                            d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
-                            d.at("approximate").toStringRef());
+    at::Tensor gx = op_handles::activation_backward().call(
+        grads[0], ctx->get_saved_variables()[0], d.at("name").toStringRef(),
+        d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
+        d.at("approximate").toStringRef());
     return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -120,18 +111,17 @@ struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
 struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p, int64_t seed,
                             int64_t offset) {
-    static const auto op = find_op<DropoutSig>("mlpbench::dropout");
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
     ctx->saved_data["offset"] = offset;
-    return op.call(x, p, seed, offset);
+    return op_handles::dropout().call(x, p, seed, offset);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto op = find_op<DropoutSig>("mlpbench::dropout");
     const auto& d = ctx->saved_data;
-    return {op.call(grads[0], d.at("p").toDouble(), d.at("seed").toInt(), d.at("offset").toInt()),
+    return {op_handles::dropout().call(grads[0], d.at("p").toDouble(), d.at("seed").toInt(),
+                                       d.at("offset").toInt()),
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -141,6 +131,11 @@ std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
     c10::string_view activation, double negative_slope, double alpha,
     c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
     int64_t offset) {
+  if (!records_grad(x, &weight, &bias)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handles::linear_act().call(x, weight, bias, activation, negative_slope, alpha,
+                                         approximate, pieces, dropout_p, seed, offset);
+  }
   auto out = LinearActFunction::apply(x, weight, bias, std::string(activation), negative_slope,
                                       alpha, std::string(approximate), pieces, dropout_p, seed,
                                       offset);
@@ -149,11 +144,19 @@ std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
 
 at::Tensor activation_autograd(const at::Tensor& x, c10::string_view name, double negative_slope,
                                double alpha, c10::string_view approximate) {
+  if (!records_grad(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handles::activation().call(x, name, negative_slope, alpha, approximate);
+  }
   return ActivationFunction::apply(x, std::string(name), negative_slope, alpha,
                                    std::string(approximate));
 }
 
 at::Tensor dropout_autograd(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+  if (!records_grad(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handles::dropout().call(x, p, seed, offset);
+  }
   return DropoutFunction::apply(x, p, seed, offset);
 }
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import DEVICES, GRAD_ACTIVATIONS, act_id, make_linear
-from mlpbench import ops
+from mlpbench import _C, ops
 from mlpbench.reference import stock_linear_act
 
 # (x shape, in -> out, bias, how x is laid out)
@@ -85,6 +85,41 @@ def test_only_requested_gradients_are_computed(device):
     gx, gw, gb = torch.ops.mlpbench.linear_act_backward(
         torch.ones_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0, [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autograd_node_only_when_a_gradient_is_wanted(device):
+    """The ops skip the autograd node when nothing requires grad or grad mode
+    is off, and record it when any one input (bias alone too) requires grad;
+    both paths compute the same output."""
+    x, w, b = make_linear(13, 5, "tanh", {}, dtype=torch.float32, device=device)
+    plain = ops.linear_act(x, w, b, "tanh", dropout_p=0.25, seed=3)
+    assert plain.grad_fn is None and not plain.requires_grad
+    b.requires_grad_()
+    y = ops.linear_act(x, w, b, "tanh", dropout_p=0.25, seed=3)
+    assert y.grad_fn is not None
+    assert torch.equal(y.detach(), plain)
+    (gb,) = torch.autograd.grad(y.sum(), b)
+    mask = ops.dropout(torch.ones_like(plain), 0.25, seed=3)
+    want = stock_linear_act(x, w, b, "tanh") * mask
+    torch.testing.assert_close(gb, torch.autograd.grad(want.sum(), b)[0])
+    with torch.no_grad():
+        for out in (ops.linear_act(x, w, b, "tanh"), ops.activation(b, "tanh"),
+                    ops.dropout(b, 0.5, seed=1)):
+            assert out.grad_fn is None and not out.requires_grad
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_python_entry_points_match_torch_ops(device):
+    """mlpbench.ops calls _C's entry points outside torch.compile: the same
+    dispatcher call as torch.ops.mlpbench.*, so the same results."""
+    x, w, b = make_linear(13, 5, "gelu", {}, dtype=torch.float32, device=device)
+    args = (x, w, b, "gelu", 0.01, 1.0, "none", 1, 0.3, 7, 2)
+    for got, want in zip(_C.linear_act(*args), torch.ops.mlpbench.linear_act(*args)):
+        assert torch.equal(got, want)
+    assert torch.equal(_C.activation(x, "elu", 0.01, 0.5, "none"),
+                       torch.ops.mlpbench.activation(x, "elu", 0.01, 0.5, "none"))
+    assert torch.equal(_C.dropout(x, 0.4, 5, 9), torch.ops.mlpbench.dropout(x, 0.4, 5, 9))
 
 
 @pytest.mark.parametrize("device", DEVICES)

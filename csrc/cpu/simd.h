@@ -80,10 +80,16 @@ struct VFloatT {
 using VFloat = VFloatT<false>;
 using VFloat512 = VFloatT<true>;
 
-template <bool A> inline VFloatT<A> operator+(VFloatT<A> a, VFloatT<A> b) { return VFloatT<A>(a.v + b.v); }
-template <bool A> inline VFloatT<A> operator-(VFloatT<A> a, VFloatT<A> b) { return VFloatT<A>(a.v - b.v); }
-template <bool A> inline VFloatT<A> operator*(VFloatT<A> a, VFloatT<A> b) { return VFloatT<A>(a.v * b.v); }
-template <bool A> inline VFloatT<A> operator/(VFloatT<A> a, VFloatT<A> b) { return VFloatT<A>(a.v / b.v); }
+#define MLPB_VFLOAT_OP(op)                                     \
+  template <bool A>                                            \
+  inline VFloatT<A> operator op(VFloatT<A> a, VFloatT<A> b) {  \
+    return VFloatT<A>(a.v op b.v);                             \
+  }
+MLPB_VFLOAT_OP(+)
+MLPB_VFLOAT_OP(-)
+MLPB_VFLOAT_OP(*)
+MLPB_VFLOAT_OP(/)
+#undef MLPB_VFLOAT_OP
 template <bool A> inline VFloatT<A> operator-(VFloatT<A> a) { return VFloatT<A>(-a.v); }
 template <bool A> inline VFloatT<A>& operator+=(VFloatT<A>& a, VFloatT<A> b) { return a = a + b; }
 template <bool A> inline Mask operator>(VFloatT<A> a, VFloatT<A> b) { return Mask{a.v > b.v}; }
