@@ -76,9 +76,10 @@ inline int64_t next_column(int64_t q, int64_t width, int64_t cols) {
 // Epilogue of the flat elements [start, start + count) of y, in place:
 // y = dropout(act(y + bias)), and pre = y + bias when pre is non-null. y and
 // pre point at element `start`; pattern is bias_pattern() or null.
-template <typename P, typename T, typename ActFn>
+template <typename T, typename ActFn>
 void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
                    int64_t cols, const T* pattern, T* y, T* pre) {
+  using P = Pack<T>;
   using V = typename P::V;
   int64_t q = start % cols;
   for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
@@ -109,9 +110,8 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const std::vector<T> pattern = bias && !maxout ? bias_pattern(bias, out_cols) : std::vector<T>();
 
   at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
-    simd::simd_dispatch([&](auto isa) {
-      using P = Pack<T, decltype(isa)::kAvx512>;
-      with_activation<typename P::V>(spec, [&](auto act) {
+    simd::simd_dispatch([&] {
+      with_activation<typename Pack<T>::V>(spec, [&](auto act) {
         if (maxout) {
           for (int64_t r = r0; r < r1; ++r) {
             maxout_row(out_cols, spec.pieces, accp + r * call.out_rows, bias, yp + r * out_cols,
@@ -119,9 +119,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
           }
         }
         const int64_t start = r0 * out_cols;
-        epilogue_span<P>(act, mask, start, (r1 - r0) * out_cols, out_cols,
-                         pattern.empty() ? nullptr : pattern.data(), yp + start,
-                         prep ? prep + start : nullptr);
+        epilogue_span(act, mask, start, (r1 - r0) * out_cols, out_cols,
+                      pattern.empty() ? nullptr : pattern.data(), yp + start,
+                      prep ? prep + start : nullptr);
       });
     });
   });
@@ -161,9 +161,10 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
 // grad_pre of the flat elements [start, start + count) (not maxout):
 // gy * dropout * act'(saved); the pointers point at element `start`. saved is
 // null for the identity, whose derivative does not read it.
-template <typename P, typename T, typename ActFn>
+template <typename T, typename ActFn>
 void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
                    const T* gy, const T* saved, T* gp) {
+  using P = Pack<T>;
   using V = typename P::V;
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
   for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
@@ -243,9 +244,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows}, x.options());
       T* partp = partial.mutable_data_ptr<T>();
       at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-        simd::simd_dispatch([&](auto isa) {
-          using P = Pack<T, decltype(isa)::kAvx512>;
-          with_activation<typename P::V>(spec, [&](auto act) {
+        simd::simd_dispatch([&] {
+          with_activation<typename Pack<T>::V>(spec, [&](auto act) {
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
               if (maxout) {
@@ -256,8 +256,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
                 }
               } else {
                 const int64_t start = r0 * out_cols;
-                grad_pre_span<P>(act, mask, start, (r1 - r0) * out_cols, gyp + start,
-                                 svp ? svp + start : nullptr, gpp + start);
+                grad_pre_span(act, mask, start, (r1 - r0) * out_cols, gyp + start,
+                              svp ? svp + start : nullptr, gpp + start);
               }
               if (partp) {
                 column_sums(gpp + r0 * out_rows, (r1 - r0) * out_rows, out_rows,

@@ -5,6 +5,10 @@
 #include <atomic>
 #include <initializer_list>
 
+#ifdef MLPB_SIMD_DISPATCH
+#include <immintrin.h>
+#endif
+
 namespace mlpbench::simd {
 namespace {
 
@@ -35,8 +39,10 @@ void scalar_words(const DropoutMask& mask, uint64_t block, int64_t blocks, uint3
 }
 
 #ifdef MLPB_SIMD_DISPATCH
+#define MLPB_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+
 // (lo, hi) halves of the 64-bit products m * a, lane by lane (32-bit lanes).
-MLPB_SIMD_AVX512 inline void mulhilo16(__m512i m, __m512i a, __m512i& lo, __m512i& hi) {
+MLPB_AVX512 inline void mulhilo16(__m512i m, __m512i a, __m512i& lo, __m512i& hi) {
   const __m512i even = _mm512_mul_epu32(a, m);                      // lanes 0, 2, ...
   const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
   lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
@@ -49,7 +55,7 @@ struct Blocks16 {
   __m512i c0, c1, c2, c3;
 };
 
-MLPB_SIMD_AVX512 inline Blocks16 philox16(const DropoutMask& mask, uint64_t block0) {
+MLPB_AVX512 inline Blocks16 philox16(const DropoutMask& mask, uint64_t block0) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i base = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(block0)));
   Blocks16 r;
@@ -64,7 +70,7 @@ MLPB_SIMD_AVX512 inline Blocks16 philox16(const DropoutMask& mask, uint64_t bloc
   return r;
 }
 
-MLPB_SIMD_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Blocks16& b) {
+MLPB_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Blocks16& b) {
   const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m512i m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
   uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
@@ -87,7 +93,7 @@ MLPB_SIMD_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a,
 }
 
 // Stores the 64 words of 16 blocks in element order (block k's word j at 4 k + j).
-MLPB_SIMD_AVX512 inline void store_words(const Blocks16& r, uint32_t* out) {
+MLPB_AVX512 inline void store_words(const Blocks16& r, uint32_t* out) {
   // Within each 128-bit lane L (blocks 4L .. 4L+3): a = block 4L's four words, ...
   const __m512i lo01 = _mm512_unpacklo_epi32(r.c0, r.c1), hi01 = _mm512_unpackhi_epi32(r.c0, r.c1);
   const __m512i lo23 = _mm512_unpacklo_epi32(r.c2, r.c3), hi23 = _mm512_unpackhi_epi32(r.c2, r.c3);
@@ -103,7 +109,7 @@ MLPB_SIMD_AVX512 inline void store_words(const Blocks16& r, uint32_t* out) {
 }
 
 // Blocks [block, block + blocks), blocks a multiple of 32.
-MLPB_SIMD_AVX512 void avx512_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
+MLPB_AVX512 void avx512_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
                               uint32_t* words) {
   for (int64_t b = 0; b < blocks; b += 32) {
     Blocks16 first = philox16(mask, block + b), second = philox16(mask, block + b + 16);

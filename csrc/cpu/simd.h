@@ -10,14 +10,6 @@
 // them (checked at run time) and for the x86-64 baseline otherwise, so the
 // extension never executes an instruction the machine lacks.
 //
-// Two vector types share that source: VFloat, portable, and VFloat512, which
-// exists only inside the AVX-512 build (simd_dispatch hands the kernel a tag
-// saying which to use). A few steps have AVX-512 instructions that do them in
-// one go, and VFloat512 overloads just those: scaling by 2^n (vscalefps, which
-// also handles overflow and underflow) and the reciprocal (vrcp14ps, 14 bits,
-// then one Newton step instead of three from a bit trick). The functors and
-// the rest of the math are the same source for both.
-//
 // Accuracy: tests/test_simd.py checks every activation built on these, at
 // every instruction-set level, against float64 on 2M+ inputs: within 4e-7
 // relative (about 3 ulp) plus 1e-7 absolute, or no further off than twice
@@ -30,13 +22,6 @@
 
 #include "../philox.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define MLPB_SIMD_DISPATCH 1
-#include <immintrin.h>
-#define MLPB_SIMD_AVX512 \
-  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2")))
-#endif
-
 namespace mlpbench::simd {
 
 typedef float f32x16 __attribute__((vector_size(64)));
@@ -47,19 +32,17 @@ struct Mask {
   i32x16 m;  // all ones where true
 };
 
-// kAvx512: whether the AVX-512-only overloads below apply (VFloat512).
-template <bool kAvx512>
-struct VFloatT {
+struct VFloat {
   static constexpr int64_t kWidth = 16;
   f32x16 v;
 
-  VFloatT() = default;
-  VFloatT(float s) : v(f32x16{} + s) {}  // NOLINT: broadcast, as T(1) in a functor
-  explicit VFloatT(f32x16 x) : v(x) {}
+  VFloat() = default;
+  VFloat(float s) : v(f32x16{} + s) {}  // NOLINT: broadcast, as T(1) in a functor
+  explicit VFloat(f32x16 x) : v(x) {}
 
   // The first `count` <= 16 lanes from p; the others are 0.
-  static VFloatT load(const float* p, int64_t count) {
-    VFloatT r;
+  static VFloat load(const float* p, int64_t count) {
+    VFloat r;
     if (count == kWidth) {
       std::memcpy(&r.v, p, sizeof r.v);
     } else {
@@ -77,84 +60,66 @@ struct VFloatT {
   }
 };
 
-using VFloat = VFloatT<false>;
-using VFloat512 = VFloatT<true>;
-
-#define MLPB_VFLOAT_OP(op)                                     \
-  template <bool A>                                            \
-  inline VFloatT<A> operator op(VFloatT<A> a, VFloatT<A> b) {  \
-    return VFloatT<A>(a.v op b.v);                             \
-  }
-MLPB_VFLOAT_OP(+)
-MLPB_VFLOAT_OP(-)
-MLPB_VFLOAT_OP(*)
-MLPB_VFLOAT_OP(/)
-#undef MLPB_VFLOAT_OP
-template <bool A> inline VFloatT<A> operator-(VFloatT<A> a) { return VFloatT<A>(-a.v); }
-template <bool A> inline VFloatT<A>& operator+=(VFloatT<A>& a, VFloatT<A> b) { return a = a + b; }
-template <bool A> inline Mask operator>(VFloatT<A> a, VFloatT<A> b) { return Mask{a.v > b.v}; }
-template <bool A> inline Mask operator<(VFloatT<A> a, VFloatT<A> b) { return Mask{a.v < b.v}; }
+inline VFloat operator+(VFloat a, VFloat b) { return VFloat(a.v + b.v); }
+inline VFloat operator-(VFloat a, VFloat b) { return VFloat(a.v - b.v); }
+inline VFloat operator*(VFloat a, VFloat b) { return VFloat(a.v * b.v); }
+inline VFloat operator/(VFloat a, VFloat b) { return VFloat(a.v / b.v); }
+inline VFloat operator-(VFloat a) { return VFloat(-a.v); }
+inline VFloat& operator+=(VFloat& a, VFloat b) { return a = a + b; }
+inline Mask operator>(VFloat a, VFloat b) { return Mask{a.v > b.v}; }
+inline Mask operator<(VFloat a, VFloat b) { return Mask{a.v < b.v}; }
 
 // m_select(c, a, b): a where c holds, else b (the vector form of c ? a : b).
-template <bool A> inline VFloatT<A> m_select(Mask c, VFloatT<A> a, VFloatT<A> b) {
-  return VFloatT<A>(c.m ? a.v : b.v);
-}
+inline VFloat m_select(Mask c, VFloat a, VFloat b) { return VFloat(c.m ? a.v : b.v); }
 
 // (C-style casts between vector types of one size reinterpret the bits.)
-template <bool A> inline VFloatT<A> from_bits(i32x16 bits) { return VFloatT<A>((f32x16)bits); }
-template <bool A> inline i32x16 to_bits(VFloatT<A> x) { return (i32x16)x.v; }
+inline VFloat from_bits(i32x16 bits) { return VFloat((f32x16)bits); }
+inline i32x16 to_bits(VFloat x) { return (i32x16)x.v; }
 
 // 2^k for integer k in [-126, 127], built from the exponent bits.
-template <bool A> inline VFloatT<A> pow2(i32x16 k) { return from_bits<A>((k + 127) << 23); }
-
-// a * 2^n for a in [0.5, 2] (or inf, NaN) and integer-valued nf in
-// [-150, 128]: the result may be below the smallest normal float or above the
-// largest, beyond a single float exponent, so 2^n comes in two factors.
-template <bool A> inline VFloatT<A> scale_pow2(VFloatT<A> a, VFloatT<A> nf) {
-  const i32x16 n = __builtin_convertvector(nf.v, i32x16);
-  const i32x16 half = n >> 1;
-  return a * pow2<A>(half) * pow2<A>(n - half);
-}
+inline VFloat pow2(i32x16 k) { return from_bits((k + 127) << 23); }
 
 // exp(x) = 2^n (1 + q) with r = x - n ln2 in [-ln2/2, ln2/2] and q = expm1(r)
 // from its Taylor series to r^7 (truncation error < 2e-9 relative).
-// Returns q and sets nf = n. x must already be clamped to |x| < 110.
-template <bool A> inline VFloatT<A> exp_reduce(VFloatT<A> x, VFloatT<A>& nf) {
-  using V = VFloatT<A>;
-  const V shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  nf = (x * V(1.44269504088896341f) + shifter) - shifter;
+// Returns q and sets n. x must already be clamped to |x| < 110.
+inline VFloat exp_reduce(VFloat x, i32x16& n) {
+  const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const VFloat t = x * VFloat(1.44269504088896341f) + shifter;
+  n = to_bits(t) - to_bits(shifter);
+  const VFloat nf = t - shifter;
   // ln 2 split so that nf * kLn2Hi is exact for |n| < 2^11.
-  const V r = (x - nf * V(0.693145751953125f)) - nf * V(1.428606765330187e-06f);
-  V p(1.0f / 5040);
-  p = p * r + V(1.0f / 720);
-  p = p * r + V(1.0f / 120);
-  p = p * r + V(1.0f / 24);
-  p = p * r + V(1.0f / 6);
-  p = p * r + V(0.5f);
+  const VFloat r = (x - nf * VFloat(0.693145751953125f)) - nf * VFloat(1.428606765330187e-06f);
+  VFloat p(1.0f / 5040);
+  p = p * r + VFloat(1.0f / 720);
+  p = p * r + VFloat(1.0f / 120);
+  p = p * r + VFloat(1.0f / 24);
+  p = p * r + VFloat(1.0f / 6);
+  p = p * r + VFloat(0.5f);
   return r + r * r * p;
 }
 
-template <bool A> inline VFloatT<A> clamp(VFloatT<A> x, float lo, float hi) {  // NaN stays NaN
-  x = m_select(x < VFloatT<A>(lo), VFloatT<A>(lo), x);
-  return m_select(x > VFloatT<A>(hi), VFloatT<A>(hi), x);
+inline VFloat clamp(VFloat x, float lo, float hi) {  // NaN stays NaN
+  x = m_select(x < VFloat(lo), VFloat(lo), x);
+  return m_select(x > VFloat(hi), VFloat(hi), x);
 }
 
-template <bool A> inline VFloatT<A> m_exp(VFloatT<A> x) {
-  VFloatT<A> nf;
-  const VFloatT<A> q = exp_reduce(clamp(x, -104.0f, 89.0f), nf);
-  return scale_pow2(VFloatT<A>(1.0f) + q, nf);
+inline VFloat m_exp(VFloat x) {
+  i32x16 n;
+  const VFloat q = exp_reduce(clamp(x, -104.0f, 89.0f), n);
+  // 2^n in two factors: n runs from -150 (results below the smallest float)
+  // to 128 (above the largest), beyond a single float exponent.
+  const i32x16 half = n >> 1;
+  return (VFloat(1.0f) + q) * pow2(half) * pow2(n - half);
 }
 
 // expm1(x) = 2^n q + (2^n - 1), exact in its last step for n == 0, so that
 // small x keep their relative accuracy.
-template <bool A> inline VFloatT<A> m_expm1(VFloatT<A> x) {
-  using V = VFloatT<A>;
-  V nf;
-  const V q = exp_reduce(clamp(x, -88.0f, 89.0f), nf);
-  const i32x16 n = __builtin_convertvector(nf.v, i32x16);
+inline VFloat m_expm1(VFloat x) {
+  i32x16 n;
+  const VFloat q = exp_reduce(clamp(x, -88.0f, 89.0f), n);
   const i32x16 big = n > 127;  // 2^128 is not a float: use 2 * 2^127 (1 + q)
-  const V s = pow2<A>(big ? i32x16{} + 127 : n);
-  return m_select(Mask{big}, V(2.0f) * (s + s * q), s * q + (s - V(1.0f)));
+  const VFloat s = pow2(big ? i32x16{} + 127 : n);
+  return m_select(Mask{big}, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
 }
 
 // 1 / x for x >= 1 (and +inf, NaN): three Newton steps (six multiply-adds)
@@ -162,41 +127,17 @@ template <bool A> inline VFloatT<A> m_expm1(VFloatT<A> x) {
 // long-latency instruction; within the tests' tolerance above. Beyond 1e38 the
 // first guess would leave the float range, so x is capped there (1e-38 for
 // 1 / 3e38, far below any tolerance), and 1 / inf is 0 as a division gives.
-template <bool A> inline VFloatT<A> m_recip(VFloatT<A> x) {
-  using V = VFloatT<A>;
-  const Mask infinite = x > V(3.4028235e38f);
-  const V capped = m_select(x > V(1e38f), V(1e38f), x);
-  V r = from_bits<A>(0x7EF311C3 - to_bits(capped));
-  for (int step = 0; step < 3; ++step) r = r * (V(2.0f) - capped * r);
-  return m_select(infinite, V(0.0f), r);
+inline VFloat m_recip(VFloat x) {
+  const Mask infinite = x > VFloat(3.4028235e38f);
+  const VFloat capped = m_select(x > VFloat(1e38f), VFloat(1e38f), x);
+  VFloat r = from_bits(0x7EF311C3 - to_bits(capped));
+  for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - capped * r);
+  return m_select(infinite, VFloat(0.0f), r);
 }
 
-#ifdef MLPB_SIMD_DISPATCH
-// The AVX-512 overloads (non-templates, so preferred over the ones above).
-// They carry the AVX-512 target themselves, so they are inlined only into
-// code compiled for it (run_avx512 below). (The zero-masking forms with every
-// lane selected: GCC 12 warns about the plain forms' undefined source.)
-constexpr __mmask16 kAllLanes = 0xFFFF;
-
-MLPB_SIMD_AVX512 inline VFloat512 scale_pow2(VFloat512 a, VFloat512 nf) {
-  return VFloat512((f32x16)_mm512_maskz_scalef_ps(kAllLanes, (__m512)a.v, (__m512)nf.v));
-}
-
-// One Newton step after vrcp14ps's 14 bits. vrcp14ps gives exactly 0 for
-// inf; the step uses x capped at 3e38 so that it keeps that 0 rather than
-// making inf * 0 = NaN.
-MLPB_SIMD_AVX512 inline VFloat512 m_recip(VFloat512 x) {
-  const VFloat512 r((f32x16)_mm512_maskz_rcp14_ps(kAllLanes, (__m512)x.v));
-  const VFloat512 capped = m_select(x > VFloat512(3e38f), VFloat512(3e38f), x);  // NaN stays
-  return r * (VFloat512(2.0f) - capped * r);
-}
-#endif
-
-template <bool A> inline VFloatT<A> abs(VFloatT<A> x) {
-  return from_bits<A>(to_bits(x) & 0x7fffffff);
-}
-template <bool A> inline VFloatT<A> copysign(VFloatT<A> magnitude, VFloatT<A> sign) {
-  return from_bits<A>(to_bits(magnitude) | (to_bits(sign) & int32_t(0x80000000u)));
+inline VFloat abs(VFloat x) { return from_bits(to_bits(x) & 0x7fffffff); }
+inline VFloat copysign(VFloat magnitude, VFloat sign) {
+  return from_bits(to_bits(magnitude) | (to_bits(sign) & int32_t(0x80000000u)));
 }
 
 // With e = expm1(2|x|): tanh|x| = e / (e + 2), which keeps small x's relative
@@ -204,15 +145,14 @@ template <bool A> inline VFloatT<A> copysign(VFloatT<A> magnitude, VFloatT<A> si
 // last subtraction near 1 (1 + tanh(x) is what gelu's tanh form uses).
 // tanh rounds to 1 in float32 from |x| = 9.02 on, so |x| is capped at 10:
 // then n <= 29 and expm1 needs neither m_expm1's clamp nor its overflow case.
-template <bool A> inline VFloatT<A> m_tanh(VFloatT<A> x) {
-  using V = VFloatT<A>;
-  const V ax = m_select(abs(x) > V(10.0f), V(10.0f), abs(x));  // NaN stays
-  V nf;
-  const V q = exp_reduce(V(2.0f) * ax, nf);
-  const V s = pow2<A>(__builtin_convertvector(nf.v, i32x16));
-  const V e = s * q + (s - V(1.0f));
-  const V d = m_recip(e + V(2.0f));
-  const V t = m_select(ax < V(0.5f), e * d, V(1.0f) - V(2.0f) * d);
+inline VFloat m_tanh(VFloat x) {
+  const VFloat ax = m_select(abs(x) > VFloat(10.0f), VFloat(10.0f), abs(x));  // NaN stays
+  i32x16 n;
+  const VFloat q = exp_reduce(VFloat(2.0f) * ax, n);
+  const VFloat s = pow2(n);
+  const VFloat e = s * q + (s - VFloat(1.0f));
+  const VFloat d = m_recip(e + VFloat(2.0f));
+  const VFloat t = m_select(ax < VFloat(0.5f), e * d, VFloat(1.0f) - VFloat(2.0f) * d);
   return copysign(t, x);
 }
 
@@ -221,18 +161,17 @@ template <bool A> inline VFloatT<A> m_tanh(VFloatT<A> x) {
 // in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10 (scripts/fit_erfcx.py;
 // 3e-7 relative in float32). The negative tail is computed directly, not as
 // 1 - something, so it keeps its relative accuracy.
-template <bool A> inline VFloatT<A> m_normcdf(VFloatT<A> x) {
-  using V = VFloatT<A>;
-  const V z = abs(x) * V(0.70710678118654752f);
-  const V t = m_recip(V(1.0f) + V(0.5f) * z);
+inline VFloat m_normcdf(VFloat x) {
+  const VFloat z = abs(x) * VFloat(0.70710678118654752f);
+  const VFloat t = m_recip(VFloat(1.0f) + VFloat(0.5f) * z);
   static constexpr float kR[] = {
       9.178994694e-06f, 2.818281129e-01f, 2.854722189e-01f, 2.222766604e-01f,
       2.897853505e-01f, -2.638104366e-01f, 7.052551057e-01f, -9.913491853e-01f,
       6.589779586e-01f, -2.176054345e-01f, 2.916046678e-02f};
-  V r(kR[10]);
-  for (int i = 9; i >= 0; --i) r = r * t + V(kR[i]);
-  const V half_erfc = V(0.5f) * m_exp(-(z * z)) * r;
-  return m_select(x < V(0.0f), half_erfc, V(1.0f) - half_erfc);
+  VFloat r(kR[10]);
+  for (int i = 9; i >= 0; --i) r = r * t + VFloat(kR[i]);
+  const VFloat half_erfc = VFloat(0.5f) * m_exp(-(z * z)) * r;
+  return m_select(x < VFloat(0.0f), half_erfc, VFloat(1.0f) - half_erfc);
 }
 
 // ---- dropout words ----
@@ -246,9 +185,8 @@ void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint3
 // Dropout of 16 values: v / keep_prob where kept, 0 where dropped (and in
 // the lanes past count <= 16). Dividing, as the CUDA kernels do, rather than
 // multiplying by a rounded 1 / keep_prob keeps the devices' results equal.
-template <bool A>
-inline VFloatT<A> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
-                                VFloatT<A> v, float keep_prob) {
+inline VFloat dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold, VFloat v,
+                            float keep_prob) {
   u32x16 w = {};
   if (count == 16) {
     std::memcpy(&w, words, sizeof w);
@@ -256,36 +194,32 @@ inline VFloatT<A> dropout_apply(const uint32_t* words, int64_t count, uint32_t t
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
   const i32x16 keep = (w >> 8) >= threshold;
-  return m_select(Mask{keep}, v / VFloatT<A>(keep_prob), VFloatT<A>(0.0f));
+  return m_select(Mask{keep}, v / VFloat(keep_prob), VFloat(0.0f));
 }
 
 // ---- run-time instruction-set dispatch ----
 
 enum class Level : int { Baseline = 0, Avx2 = 1, Avx512 = 2 };
 
-// What simd_dispatch tells the kernel: whether it runs in the AVX-512 build.
-template <bool A> struct Isa {
-  static constexpr bool kAvx512 = A;
-};
-
 // The best level this CPU supports, lowered by set_level() (tests compare levels).
 Level level();
 Level best_level();
 void set_level(Level l);  // clamped to best_level()
 
-#ifdef MLPB_SIMD_DISPATCH
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MLPB_SIMD_DISPATCH 1
 // flatten inlines every call made inside, so the body and the functors and
 // vector math it calls are all compiled for the target's instruction set.
 template <typename F>
-MLPB_SIMD_AVX512 __attribute__((flatten)) void run_avx512(F& f) { f(Isa<true>{}); }
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2"), flatten))
+void run_avx512(F& f) { f(); }
 template <typename F>
-__attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(Isa<false>{}); }
+__attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(); }
 template <typename F>
-__attribute__((flatten)) void run_baseline(F& f) { f(Isa<false>{}); }
+__attribute__((flatten)) void run_baseline(F& f) { f(); }
 #endif
 
-// Runs f(isa) compiled for the best instruction set available; isa is an
-// Isa<A>, and A says whether the kernel may compute with VFloat512.
+// Runs f() compiled for the best instruction set available.
 template <typename F>
 void simd_dispatch(F&& f) {
 #ifdef MLPB_SIMD_DISPATCH
@@ -295,7 +229,7 @@ void simd_dispatch(F&& f) {
     case Level::Baseline: run_baseline(f); return;
   }
 #else
-  f(Isa<false>{});
+  f();
 #endif
 }
 

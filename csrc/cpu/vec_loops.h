@@ -1,9 +1,8 @@
-// What the CPU kernels need to handle float and double alike: Pack<T, A> is
-// the vector the kernels compute with (simd::VFloat for float, VFloat512 when
-// A, inside simd_dispatch's AVX-512 build; plain double, one lane, for
-// double, which serves gradcheck rather than speed), with loads and stores of
-// `count` <= kWidth elements so that a loop's last, partial vector goes
-// through the same code as the others.
+// What the CPU kernels need to handle float and double alike: Pack<T> is the
+// vector the kernels compute with (simd::VFloat for float; plain double, one
+// lane, for double, which serves gradcheck rather than speed), with loads and
+// stores of `count` <= kWidth elements so that a loop's last, partial vector
+// goes through the same code as the others.
 #pragma once
 
 #include <algorithm>
@@ -14,10 +13,10 @@
 
 namespace mlpbench::cpu {
 
-template <typename T, bool A = false> struct Pack;
+template <typename T> struct Pack;
 
-template <bool A> struct Pack<float, A> {
-  using V = simd::VFloatT<A>;
+template <> struct Pack<float> {
+  using V = simd::VFloat;
   static constexpr int64_t kWidth = V::kWidth;
   static V load(const float* p, int64_t count) { return V::load(p, count); }
   static void store(float* p, V v, int64_t count) { v.store(p, count); }
@@ -26,7 +25,7 @@ template <bool A> struct Pack<float, A> {
   }
 };
 
-template <bool A> struct Pack<double, A> {
+template <> struct Pack<double> {
   using V = double;
   static constexpr int64_t kWidth = 1;
   static V load(const double* p, int64_t) { return *p; }
@@ -39,8 +38,8 @@ template <bool A> struct Pack<double, A> {
 // How far ahead the streaming loops prefetch. The hardware prefetcher alone
 // falls behind once a loop computes more per vector than a copy does, and
 // memory and arithmetic then stop overlapping (measured on 16M floats, three
-// alternating runs with and without: sigmoid took 1.05-1.07x ReLU's time with
-// it, 1.14-1.34x without).
+// alternating runs with and without, with 94f568b's vector exp: sigmoid took
+// 1.05-1.07x ReLU's time with it, 1.14-1.34x without).
 constexpr uintptr_t kPrefetchBytes = 4096;
 
 // Prefetches the line kPrefetchBytes past p, for reading or (write) writing.
@@ -52,11 +51,11 @@ inline void prefetch_ahead(const void* p) {
                      write);
 }
 
-// out[i] = f(a[i]) for i < n with the pack P: full vectors, then one partial
-// vector. The pointers arrive by value and unaliased, so the loop keeps them
-// in registers.
-template <typename P, typename T, typename F>
+// out[i] = f(a[i]) for i < n: full vectors, then one partial vector. The
+// pointers arrive by value and unaliased, so the loop keeps them in registers.
+template <typename T, typename F>
 inline void map_unary(const T* __restrict a, T* __restrict out, int64_t n, const F& f) {
+  using P = Pack<T>;
   int64_t i = 0;
   for (; i + P::kWidth <= n; i += P::kWidth) {
     prefetch_ahead(a + i);
@@ -67,9 +66,10 @@ inline void map_unary(const T* __restrict a, T* __restrict out, int64_t n, const
 }
 
 // out[i] = f(a[i], b[i]) for i < n.
-template <typename P, typename T, typename F>
+template <typename T, typename F>
 inline void map_binary(const T* __restrict a, const T* __restrict b, T* __restrict out,
                        int64_t n, const F& f) {
+  using P = Pack<T>;
   int64_t i = 0;
   for (; i + P::kWidth <= n; i += P::kWidth) {
     prefetch_ahead(a + i);
