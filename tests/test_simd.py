@@ -57,13 +57,23 @@ def test_vector_math_against_float64(level, act):
 def test_vector_derivatives_against_float64(level, act):
     name, kw = act
     kw = act_kwargs(kw)
+    torch.manual_seed(0)
     x = torch.randn(100_003) * 5
     g = torch.randn_like(x)
-    x64 = x.double().requires_grad_()
-    stock_activation(x64, name, **kw).backward(g.double())
-    xf = x.clone().requires_grad_()
-    ops.activation(xf, name, **kw).backward(g)
-    torch.testing.assert_close(xf.grad.double(), x64.grad, rtol=2e-6, atol=2e-6)
+
+    def grad(impl, dtype):
+        t = x.to(dtype).requires_grad_()
+        impl(t, name, **kw).backward(g.to(dtype))
+        return t.grad.double()
+
+    want = grad(stock_activation, torch.float64)
+    got = grad(ops.activation, torch.float32)
+    # As the forward test: a few ulps, or no further off than stock's float32
+    # (gelu's tanh form cancels in its negative tail, 0.5 (1 + t) + ...).
+    stock_error = (grad(stock_activation, torch.float32) - want).abs()
+    allowed = 2e-6 * want.abs() + 2e-6 + 2 * stock_error
+    worst = ((got - want).abs() - allowed).max().item()
+    assert worst <= 0, f"{name}: off by {worst:.3g} beyond the allowance"
 
 
 def test_levels_give_the_same_dropout_mask():

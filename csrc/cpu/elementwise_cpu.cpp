@@ -25,9 +25,10 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      simd::simd_dispatch([&] {
-        with_activation<typename Pack<scalar_t>::V>(spec, [&](auto act) {
-          map_unary(in + begin, out + begin, end - begin, [&](auto v) { return act.forward(v); });
+      simd::simd_dispatch([&](auto lanes) {
+        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        with_activation<typename P::V>(spec, [&](auto act) {
+          map_unary<P>(in + begin, out + begin, end - begin, [&](auto v) { return act.forward(v); });
         });
       });
     });
@@ -50,10 +51,11 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      simd::simd_dispatch([&] {
-        with_activation<typename Pack<scalar_t>::V>(spec, [&](auto act) {
-          map_binary(gp + begin, sp + begin, out + begin, end - begin,
-                     [&](auto g, auto s) { return g * act.derivative(s); });
+      simd::simd_dispatch([&](auto lanes) {
+        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        with_activation<typename P::V>(spec, [&](auto act) {
+          map_binary<P>(gp + begin, sp + begin, out + begin, end - begin,
+                        [&](auto g, auto s) { return g * act.derivative(s); });
         });
       });
     });
@@ -69,10 +71,10 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    using P = Pack<scalar_t>;
     at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      simd::simd_dispatch([&] {
-        for_each_vector<scalar_t>(&mask, begin, end - begin,
+      simd::simd_dispatch([&](auto lanes) {
+        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        for_each_vector<P>(&mask, begin, end - begin,
                                   [&](int64_t e, int64_t m, const uint32_t* words) {
           const int64_t i = begin + e;
           P::store(out + i, P::dropout(words, m, mask, P::load(in + i, m)), m);

@@ -62,7 +62,7 @@ void maxout_row(int64_t out_cols, int64_t pieces, const T* acc, const T* bias, T
 // (256 -> 10) are not split into a partial vector per row.
 template <typename T>
 std::vector<T> bias_pattern(const T* bias, int64_t cols) {
-  std::vector<T> pattern(cols + Pack<T>::kWidth);
+  std::vector<T> pattern(cols + kMaxWidth);
   for (size_t k = 0; k < pattern.size(); ++k) pattern[k] = bias[k % cols];
   return pattern;
 }
@@ -76,13 +76,12 @@ inline int64_t next_column(int64_t q, int64_t width, int64_t cols) {
 // Epilogue of the flat elements [start, start + count) of y, in place:
 // y = dropout(act(y + bias)), and pre = y + bias when pre is non-null. y and
 // pre point at element `start`; pattern is bias_pattern() or null.
-template <typename T, typename ActFn>
+template <typename P, typename T, typename ActFn>
 void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
                    int64_t cols, const T* pattern, T* y, T* pre) {
-  using P = Pack<T>;
   using V = typename P::V;
   int64_t q = start % cols;
-  for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
     V v = P::load(y + e, m);
     if (pattern) v = v + P::load(pattern + q, P::kWidth);
     if (pre) P::store(pre + e, v, m);
@@ -110,8 +109,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const std::vector<T> pattern = bias && !maxout ? bias_pattern(bias, out_cols) : std::vector<T>();
 
   at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
-    simd::simd_dispatch([&] {
-      with_activation<typename Pack<T>::V>(spec, [&](auto act) {
+    simd::simd_dispatch([&](auto lanes) {
+      using P = Pack<T, decltype(lanes)::kWidth>;
+      with_activation<typename P::V>(spec, [&](auto act) {
         if (maxout) {
           for (int64_t r = r0; r < r1; ++r) {
             maxout_row(out_cols, spec.pieces, accp + r * call.out_rows, bias, yp + r * out_cols,
@@ -119,9 +119,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
           }
         }
         const int64_t start = r0 * out_cols;
-        epilogue_span(act, mask, start, (r1 - r0) * out_cols, out_cols,
-                      pattern.empty() ? nullptr : pattern.data(), yp + start,
-                      prep ? prep + start : nullptr);
+        epilogue_span<P>(act, mask, start, (r1 - r0) * out_cols, out_cols,
+                         pattern.empty() ? nullptr : pattern.data(), yp + start,
+                         prep ? prep + start : nullptr);
       });
     });
   });
@@ -161,13 +161,12 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
 // grad_pre of the flat elements [start, start + count) (not maxout):
 // gy * dropout * act'(saved); the pointers point at element `start`. saved is
 // null for the identity, whose derivative does not read it.
-template <typename T, typename ActFn>
+template <typename P, typename T, typename ActFn>
 void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
                    const T* gy, const T* saved, T* gp) {
-  using P = Pack<T>;
   using V = typename P::V;
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
-  for_each_vector<T>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
     V g = P::load(gy + e, m);
     V s = saved ? P::load(saved + e, m) : V(T(0));
     if (mask) {
@@ -197,9 +196,8 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
 // sum[j] = the sum of column j of the (count / cols, cols) row-major rows.
 // Runs flat, each vector added at its column into acc, which wraps past the
 // row's end (bias_pattern's layout) and is folded back at the end.
-template <typename T>
+template <typename P, typename T>
 void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
-  using P = Pack<T>;
   std::vector<T> acc(cols + P::kWidth, T(0));
   int64_t q = 0;
   for (int64_t e = 0; e < count; e += P::kWidth) {
@@ -244,8 +242,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows}, x.options());
       T* partp = partial.mutable_data_ptr<T>();
       at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-        simd::simd_dispatch([&] {
-          with_activation<typename Pack<T>::V>(spec, [&](auto act) {
+        simd::simd_dispatch([&](auto lanes) {
+          using P = Pack<T, decltype(lanes)::kWidth>;
+          with_activation<typename P::V>(spec, [&](auto act) {
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
               if (maxout) {
@@ -256,11 +255,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
                 }
               } else {
                 const int64_t start = r0 * out_cols;
-                grad_pre_span(act, mask, start, (r1 - r0) * out_cols, gyp + start,
-                              svp ? svp + start : nullptr, gpp + start);
+                grad_pre_span<P>(act, mask, start, (r1 - r0) * out_cols, gyp + start,
+                                 svp ? svp + start : nullptr, gpp + start);
               }
               if (partp) {
-                column_sums(gpp + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
+                column_sums<P>(gpp + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
                             partp + c * out_rows);
               }
             }

@@ -1,14 +1,13 @@
-// A 16-lane float vector for the CPU kernels, and the vector math the
-// activations need (exp, expm1, tanh, the normal CDF), so that the functors
-// of activations.h run unchanged on it: each functor is written once and
-// instantiated for float, double and VFloat.
+// A float vector for the CPU kernels, and the vector math the activations
+// need (exp, expm1, tanh, the normal CDF), so that the functors of
+// activations.h run unchanged on it: each functor is written once and
+// instantiated for float, double and VFloatT<W>.
 //
-// VFloat is a GCC/Clang vector-extension type, so the same source compiles to
-// whatever the instruction set of the calling function offers: one AVX-512
-// register, two AVX2 registers or four SSE registers. simd_dispatch() runs a
-// kernel body inside a function compiled for AVX-512 or AVX2 when the CPU has
-// them (checked at run time) and for the x86-64 baseline otherwise, so the
-// extension never executes an instruction the machine lacks.
+// VFloatT<W> is a GCC/Clang vector-extension type of W floats, so the same
+// source compiles for any instruction set. simd_dispatch() runs a kernel body
+// inside a function compiled for AVX-512 (W = 16) or AVX2 (W = 8) when the CPU
+// has them (checked at run time) and for the x86-64 baseline (W = 4)
+// otherwise, so the extension never executes an instruction the machine lacks.
 //
 // Accuracy: tests/test_simd.py checks every activation built on these, at
 // every instruction-set level, against float64 on 2M+ inputs: within 4e-7
@@ -24,29 +23,43 @@
 
 namespace mlpbench::simd {
 
-typedef float f32x16 __attribute__((vector_size(64)));
-typedef int32_t i32x16 __attribute__((vector_size(64)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
+// W lanes: 16 in the AVX-512 build, 8 in the AVX2 one and 4 in the x86-64
+// baseline (SSE2), so that a vector is one register of the instruction set it
+// is compiled for. (Wider than that, GCC splits arithmetic into registers but
+// compiles comparisons and selects lane by lane, about 10x slower.)
+// (One specialisation per width: GCC ignores vector_size on a typedef that
+// depends on a template parameter.)
+template <int W> struct VecTypes;
+#define MLPB_VEC_TYPES(W)                                        \
+  template <> struct VecTypes<W> {                               \
+    typedef float F __attribute__((vector_size(W * 4)));         \
+    typedef int32_t I __attribute__((vector_size(W * 4)));       \
+    typedef uint32_t U __attribute__((vector_size(W * 4)));      \
+  };
+MLPB_VEC_TYPES(4)
+MLPB_VEC_TYPES(8)
+MLPB_VEC_TYPES(16)
+#undef MLPB_VEC_TYPES
 
-struct Mask {
-  i32x16 m;  // all ones where true
-};
+template <int W>
+struct VFloatT {
+  using F = typename VecTypes<W>::F;
+  using I = typename VecTypes<W>::I;
+  using U = typename VecTypes<W>::U;
+  static constexpr int64_t kWidth = W;
+  F v;
 
-struct VFloat {
-  static constexpr int64_t kWidth = 16;
-  f32x16 v;
+  VFloatT() = default;
+  VFloatT(float s) : v(F{} + s) {}  // NOLINT: broadcast, as T(1) in a functor
+  explicit VFloatT(F x) : v(x) {}
 
-  VFloat() = default;
-  VFloat(float s) : v(f32x16{} + s) {}  // NOLINT: broadcast, as T(1) in a functor
-  explicit VFloat(f32x16 x) : v(x) {}
-
-  // The first `count` <= 16 lanes from p; the others are 0.
-  static VFloat load(const float* p, int64_t count) {
-    VFloat r;
+  // The first `count` <= W lanes from p; the others are 0.
+  static VFloatT load(const float* p, int64_t count) {
+    VFloatT r;
     if (count == kWidth) {
       std::memcpy(&r.v, p, sizeof r.v);
     } else {
-      r.v = f32x16{};
+      r.v = F{};
       std::memcpy(&r.v, p, count * sizeof(float));
     }
     return r;
@@ -60,29 +73,47 @@ struct VFloat {
   }
 };
 
-inline VFloat operator+(VFloat a, VFloat b) { return VFloat(a.v + b.v); }
-inline VFloat operator-(VFloat a, VFloat b) { return VFloat(a.v - b.v); }
-inline VFloat operator*(VFloat a, VFloat b) { return VFloat(a.v * b.v); }
-inline VFloat operator/(VFloat a, VFloat b) { return VFloat(a.v / b.v); }
-inline VFloat operator-(VFloat a) { return VFloat(-a.v); }
-inline VFloat& operator+=(VFloat& a, VFloat b) { return a = a + b; }
-inline Mask operator>(VFloat a, VFloat b) { return Mask{a.v > b.v}; }
-inline Mask operator<(VFloat a, VFloat b) { return Mask{a.v < b.v}; }
+template <int W> using IntV = typename VFloatT<W>::I;
+
+template <int W>
+struct Mask {
+  IntV<W> m;  // all ones where true
+};
+
+#define MLPB_VFLOAT_OP(op)                                     \
+  template <int W>                                             \
+  inline VFloatT<W> operator op(VFloatT<W> a, VFloatT<W> b) {  \
+    return VFloatT<W>(a.v op b.v);                             \
+  }
+MLPB_VFLOAT_OP(+)
+MLPB_VFLOAT_OP(-)
+MLPB_VFLOAT_OP(*)
+MLPB_VFLOAT_OP(/)
+#undef MLPB_VFLOAT_OP
+template <int W> inline VFloatT<W> operator-(VFloatT<W> a) { return VFloatT<W>(-a.v); }
+template <int W> inline VFloatT<W>& operator+=(VFloatT<W>& a, VFloatT<W> b) { return a = a + b; }
+template <int W> inline Mask<W> operator>(VFloatT<W> a, VFloatT<W> b) { return {a.v > b.v}; }
+template <int W> inline Mask<W> operator<(VFloatT<W> a, VFloatT<W> b) { return {a.v < b.v}; }
 
 // m_select(c, a, b): a where c holds, else b (the vector form of c ? a : b).
-inline VFloat m_select(Mask c, VFloat a, VFloat b) { return VFloat(c.m ? a.v : b.v); }
+template <int W> inline VFloatT<W> m_select(Mask<W> c, VFloatT<W> a, VFloatT<W> b) {
+  return VFloatT<W>(c.m ? a.v : b.v);
+}
 
 // (C-style casts between vector types of one size reinterpret the bits.)
-inline VFloat from_bits(i32x16 bits) { return VFloat((f32x16)bits); }
-inline i32x16 to_bits(VFloat x) { return (i32x16)x.v; }
+template <int W> inline VFloatT<W> from_bits(IntV<W> bits) {
+  return VFloatT<W>((typename VFloatT<W>::F)bits);
+}
+template <int W> inline IntV<W> to_bits(VFloatT<W> x) { return (IntV<W>)x.v; }
 
 // 2^k for integer k in [-126, 127], built from the exponent bits.
-inline VFloat pow2(i32x16 k) { return from_bits((k + 127) << 23); }
+template <int W> inline VFloatT<W> pow2(IntV<W> k) { return from_bits<W>((k + 127) << 23); }
 
 // exp(x) = 2^n (1 + q) with r = x - n ln2 in [-ln2/2, ln2/2] and q = expm1(r)
 // from its Taylor series to r^7 (truncation error < 2e-9 relative).
 // Returns q and sets n. x must already be clamped to |x| < 110.
-inline VFloat exp_reduce(VFloat x, i32x16& n) {
+template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n) {
+  using VFloat = VFloatT<W>;
   const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const VFloat t = x * VFloat(1.44269504088896341f) + shifter;
   n = to_bits(t) - to_bits(shifter);
@@ -98,28 +129,31 @@ inline VFloat exp_reduce(VFloat x, i32x16& n) {
   return r + r * r * p;
 }
 
-inline VFloat clamp(VFloat x, float lo, float hi) {  // NaN stays NaN
+template <int W> inline VFloatT<W> clamp(VFloatT<W> x, float lo, float hi) {  // NaN stays NaN
+  using VFloat = VFloatT<W>;
   x = m_select(x < VFloat(lo), VFloat(lo), x);
   return m_select(x > VFloat(hi), VFloat(hi), x);
 }
 
-inline VFloat m_exp(VFloat x) {
-  i32x16 n;
+template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  IntV<W> n;
   const VFloat q = exp_reduce(clamp(x, -104.0f, 89.0f), n);
   // 2^n in two factors: n runs from -150 (results below the smallest float)
   // to 128 (above the largest), beyond a single float exponent.
-  const i32x16 half = n >> 1;
-  return (VFloat(1.0f) + q) * pow2(half) * pow2(n - half);
+  const IntV<W> half = n >> 1;
+  return (VFloat(1.0f) + q) * pow2<W>(half) * pow2<W>(n - half);
 }
 
 // expm1(x) = 2^n q + (2^n - 1), exact in its last step for n == 0, so that
 // small x keep their relative accuracy.
-inline VFloat m_expm1(VFloat x) {
-  i32x16 n;
+template <int W> inline VFloatT<W> m_expm1(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  IntV<W> n;
   const VFloat q = exp_reduce(clamp(x, -88.0f, 89.0f), n);
-  const i32x16 big = n > 127;  // 2^128 is not a float: use 2 * 2^127 (1 + q)
-  const VFloat s = pow2(big ? i32x16{} + 127 : n);
-  return m_select(Mask{big}, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
+  const IntV<W> big = n > 127;  // 2^128 is not a float: use 2 * 2^127 (1 + q)
+  const VFloat s = pow2<W>(big ? IntV<W>{} + 127 : n);
+  return m_select(Mask<W>{big}, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
 }
 
 // 1 / x for x >= 1 (and +inf, NaN): three Newton steps (six multiply-adds)
@@ -127,17 +161,20 @@ inline VFloat m_expm1(VFloat x) {
 // long-latency instruction; within the tests' tolerance above. Beyond 1e38 the
 // first guess would leave the float range, so x is capped there (1e-38 for
 // 1 / 3e38, far below any tolerance), and 1 / inf is 0 as a division gives.
-inline VFloat m_recip(VFloat x) {
-  const Mask infinite = x > VFloat(3.4028235e38f);
+template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  const Mask<W> infinite = x > VFloat(3.4028235e38f);
   const VFloat capped = m_select(x > VFloat(1e38f), VFloat(1e38f), x);
-  VFloat r = from_bits(0x7EF311C3 - to_bits(capped));
+  VFloat r = from_bits<W>(0x7EF311C3 - to_bits(capped));
   for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - capped * r);
   return m_select(infinite, VFloat(0.0f), r);
 }
 
-inline VFloat abs(VFloat x) { return from_bits(to_bits(x) & 0x7fffffff); }
-inline VFloat copysign(VFloat magnitude, VFloat sign) {
-  return from_bits(to_bits(magnitude) | (to_bits(sign) & int32_t(0x80000000u)));
+template <int W> inline VFloatT<W> abs(VFloatT<W> x) {
+  return from_bits<W>(to_bits(x) & 0x7fffffff);
+}
+template <int W> inline VFloatT<W> copysign(VFloatT<W> magnitude, VFloatT<W> sign) {
+  return from_bits<W>(to_bits(magnitude) | (to_bits(sign) & int32_t(0x80000000u)));
 }
 
 // With e = expm1(2|x|): tanh|x| = e / (e + 2), which keeps small x's relative
@@ -145,11 +182,12 @@ inline VFloat copysign(VFloat magnitude, VFloat sign) {
 // last subtraction near 1 (1 + tanh(x) is what gelu's tanh form uses).
 // tanh rounds to 1 in float32 from |x| = 9.02 on, so |x| is capped at 10:
 // then n <= 29 and expm1 needs neither m_expm1's clamp nor its overflow case.
-inline VFloat m_tanh(VFloat x) {
+template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
   const VFloat ax = m_select(abs(x) > VFloat(10.0f), VFloat(10.0f), abs(x));  // NaN stays
-  i32x16 n;
+  IntV<W> n;
   const VFloat q = exp_reduce(VFloat(2.0f) * ax, n);
-  const VFloat s = pow2(n);
+  const VFloat s = pow2<W>(n);
   const VFloat e = s * q + (s - VFloat(1.0f));
   const VFloat d = m_recip(e + VFloat(2.0f));
   const VFloat t = m_select(ax < VFloat(0.5f), e * d, VFloat(1.0f) - VFloat(2.0f) * d);
@@ -161,7 +199,8 @@ inline VFloat m_tanh(VFloat x) {
 // in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10 (scripts/fit_erfcx.py;
 // 3e-7 relative in float32). The negative tail is computed directly, not as
 // 1 - something, so it keeps its relative accuracy.
-inline VFloat m_normcdf(VFloat x) {
+template <int W> inline VFloatT<W> m_normcdf(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
   const VFloat z = abs(x) * VFloat(0.70710678118654752f);
   const VFloat t = m_recip(VFloat(1.0f) + VFloat(0.5f) * z);
   static constexpr float kR[] = {
@@ -182,24 +221,29 @@ inline VFloat m_normcdf(VFloat x) {
 // 64-bit multiplies); other CPUs use the scalar generator.
 void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words);
 
-// Dropout of 16 values: v / keep_prob where kept, 0 where dropped (and in
-// the lanes past count <= 16). Dividing, as the CUDA kernels do, rather than
+// Dropout of W values: v / keep_prob where kept, 0 where dropped (and in
+// the lanes past count <= W). Dividing, as the CUDA kernels do, rather than
 // multiplying by a rounded 1 / keep_prob keeps the devices' results equal.
-inline VFloat dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold, VFloat v,
-                            float keep_prob) {
-  u32x16 w = {};
-  if (count == 16) {
+template <int W>
+inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
+                                VFloatT<W> v, float keep_prob) {
+  typename VFloatT<W>::U w = {};
+  if (count == W) {
     std::memcpy(&w, words, sizeof w);
   } else {
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
-  const i32x16 keep = (w >> 8) >= threshold;
-  return m_select(Mask{keep}, v / VFloat(keep_prob), VFloat(0.0f));
+  const IntV<W> keep = (w >> 8) >= threshold;
+  return m_select(Mask<W>{keep}, v / VFloatT<W>(keep_prob), VFloatT<W>(0.0f));
 }
 
 // ---- run-time instruction-set dispatch ----
 
 enum class Level : int { Baseline = 0, Avx2 = 1, Avx512 = 2 };
+
+template <int W> struct Lanes {
+  static constexpr int kWidth = W;
+};
 
 // The best level this CPU supports, lowered by set_level() (tests compare levels).
 Level level();
@@ -212,14 +256,15 @@ void set_level(Level l);  // clamped to best_level()
 // vector math it calls are all compiled for the target's instruction set.
 template <typename F>
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2"), flatten))
-void run_avx512(F& f) { f(); }
+void run_avx512(F& f) { f(Lanes<16>{}); }
 template <typename F>
-__attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(); }
+__attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(Lanes<8>{}); }
 template <typename F>
-__attribute__((flatten)) void run_baseline(F& f) { f(); }
+__attribute__((flatten)) void run_baseline(F& f) { f(Lanes<4>{}); }
 #endif
 
-// Runs f() compiled for the best instruction set available.
+// Runs f(lanes) compiled for the best instruction set available; lanes is a
+// Lanes<W>, W the vector width (VFloatT<W>) that instruction set holds.
 template <typename F>
 void simd_dispatch(F&& f) {
 #ifdef MLPB_SIMD_DISPATCH
@@ -229,7 +274,7 @@ void simd_dispatch(F&& f) {
     case Level::Baseline: run_baseline(f); return;
   }
 #else
-  f();
+  f(Lanes<4>{});
 #endif
 }
 

@@ -1,8 +1,9 @@
-// What the CPU kernels need to handle float and double alike: Pack<T> is the
-// vector the kernels compute with (simd::VFloat for float; plain double, one
-// lane, for double, which serves gradcheck rather than speed), with loads and
-// stores of `count` <= kWidth elements so that a loop's last, partial vector
-// goes through the same code as the others.
+// What the CPU kernels need to handle float and double alike: Pack<T, W> is
+// the vector the kernels compute with (simd::VFloatT<W> for float, W the width
+// simd_dispatch gives; plain double, one lane, for double, which serves
+// gradcheck rather than speed), with loads and stores of `count` <= kWidth
+// elements so that a loop's last, partial vector goes through the same code as
+// the others.
 #pragma once
 
 #include <algorithm>
@@ -13,10 +14,13 @@
 
 namespace mlpbench::cpu {
 
-template <typename T> struct Pack;
+// The widest vector any build uses (padding sized for every Pack).
+constexpr int64_t kMaxWidth = 16;
 
-template <> struct Pack<float> {
-  using V = simd::VFloat;
+template <typename T, int W> struct Pack;
+
+template <int W> struct Pack<float, W> {
+  using V = simd::VFloatT<W>;
   static constexpr int64_t kWidth = V::kWidth;
   static V load(const float* p, int64_t count) { return V::load(p, count); }
   static void store(float* p, V v, int64_t count) { v.store(p, count); }
@@ -25,7 +29,7 @@ template <> struct Pack<float> {
   }
 };
 
-template <> struct Pack<double> {
+template <int W> struct Pack<double, W> {
   using V = double;
   static constexpr int64_t kWidth = 1;
   static V load(const double* p, int64_t) { return *p; }
@@ -51,11 +55,10 @@ inline void prefetch_ahead(const void* p) {
                      write);
 }
 
-// out[i] = f(a[i]) for i < n: full vectors, then one partial vector. The
+// out[i] = f(a[i]) for i < n with the pack P: full vectors, then one partial vector. The
 // pointers arrive by value and unaliased, so the loop keeps them in registers.
-template <typename T, typename F>
+template <typename P, typename T, typename F>
 inline void map_unary(const T* __restrict a, T* __restrict out, int64_t n, const F& f) {
-  using P = Pack<T>;
   int64_t i = 0;
   for (; i + P::kWidth <= n; i += P::kWidth) {
     prefetch_ahead(a + i);
@@ -66,10 +69,9 @@ inline void map_unary(const T* __restrict a, T* __restrict out, int64_t n, const
 }
 
 // out[i] = f(a[i], b[i]) for i < n.
-template <typename T, typename F>
+template <typename P, typename T, typename F>
 inline void map_binary(const T* __restrict a, const T* __restrict b, T* __restrict out,
                        int64_t n, const F& f) {
-  using P = Pack<T>;
   int64_t i = 0;
   for (; i + P::kWidth <= n; i += P::kWidth) {
     prefetch_ahead(a + i);
@@ -88,9 +90,9 @@ constexpr int64_t kSpan = 1024;
 // [start, start + count): f(e, m, words) for each vector, e its offset from
 // start, m <= kWidth its element count, words the Philox words of its
 // elements (null when mask is).
-template <typename T, typename F>
+template <typename P, typename F>
 inline void for_each_vector(const DropoutMask* mask, int64_t start, int64_t count, const F& f) {
-  constexpr int64_t kWidth = Pack<T>::kWidth;
+  constexpr int64_t kWidth = P::kWidth;
   uint32_t words[kSpan];
   for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
     const int64_t span = std::min(kSpan, count - s0);
