@@ -1,9 +1,10 @@
 // Every activation of the lecture, written once: a small functor with its
 // forward and its derivative, shared by the CPU kernels, the CUDA kernels and
 // the C++ functor tests. Compiled by nvcc the members become __host__ __device__.
-// T is float or double, or on the CPU the 16-lane simd::VFloat: the functors
-// use only arithmetic, comparisons, m_select and the m_* math functions, which
-// simd.h overloads for VFloat (found by argument-dependent lookup).
+// T is float or double, or on the CPU the vector simd::VFloatT<W>: the
+// functors use only arithmetic, comparisons, m_select and the m_* math
+// functions, which simd.h overloads for VFloatT (found by argument-dependent
+// lookup).
 //
 // A functor whose derivative is a function of its OUTPUT sets
 // `kFromOutput = true` and its `derivative(y)` takes y = forward(x); the others
