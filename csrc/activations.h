@@ -34,6 +34,12 @@ MLPB_HD double m_tanh(double x) { return ::tanh(x); }
 // negative tail, where 0.5 (1 + erf(x / sqrt 2)) cancels.
 MLPB_HD float m_normcdf(float x) { return 0.5f * ::erfcf(x * -0.70710678118654752f); }
 MLPB_HD double m_normcdf(double x) { return 0.5 * ::erfc(x * -0.70710678118654752440); }
+// Phi(x), and the density phi(x) into pdf (the CPU's vector overload shares
+// the exponential of the two).
+template <typename T> MLPB_HD T m_normcdf_pdf(T x, T& pdf) {
+  pdf = m_exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+  return m_normcdf(x);
+}
 // 1 / x for x >= 1 (the denominators of sigmoid and silu); the CPU's vector
 // overload replaces the division by Newton steps.
 MLPB_HD float m_recip(float x) { return 1.0f / x; }
@@ -99,8 +105,9 @@ template <typename T> struct Gelu {
   static constexpr bool kFromOutput = false;
   MLPB_HD T forward(T x) const { return x * m_normcdf(x); }
   MLPB_HD T derivative(T x) const {
-    const T pdf = m_exp(T(-0.5) * x * x) * T(0.39894228040143267794);
-    return m_normcdf(x) + x * pdf;
+    T pdf;
+    const T cdf = m_normcdf_pdf(x, pdf);
+    return cdf + x * pdf;
   }
 };
 
