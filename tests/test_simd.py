@@ -62,7 +62,7 @@ def test_vector_derivatives_against_float64(level, act):
     g = torch.randn_like(x)
 
     def grad(impl, dtype):
-        t = x.to(dtype).requires_grad_()
+        t = x.to(dtype, copy=True).requires_grad_()
         impl(t, name, **kw).backward(g.to(dtype))
         return t.grad.double()
 
