@@ -75,7 +75,7 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
       simd::simd_dispatch([&](auto lanes) {
         using P = Pack<scalar_t, decltype(lanes)::kWidth>;
         for_each_vector<P>(&mask, begin, end - begin,
-                                  [&](int64_t e, int64_t m, const uint32_t* words) {
+                           [&](int64_t e, int64_t m, const uint32_t* words) {
           const int64_t i = begin + e;
           P::store(out + i, P::dropout(words, m, mask, P::load(in + i, m)), m);
         });
