@@ -56,7 +56,9 @@ def _extension():
     sources = ["csrc/ops.cpp", "csrc/autograd.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
     # -Wno-psabi: simd.h passes 64-byte vectors by value, only inside
     # functions that are always inlined into one instruction set (simd_dispatch).
-    cxx = ["-O3", "-fopenmp", "-Wno-psabi"]
+    # -Werror=vector-operation-performance: fail the build where GCC would
+    # compile a vector operation lane by lane (simd.h says when it did).
+    cxx = ["-O3", "-fopenmp", "-Wno-psabi", "-Werror=vector-operation-performance"]
     if not _want_cuda():
         return CppExtension("mlpbench._C", sources, extra_compile_args={"cxx": cxx},
                             extra_link_args=["-fopenmp"])

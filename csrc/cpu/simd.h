@@ -21,6 +21,13 @@
 
 #include "../philox.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MLPB_SIMD_DISPATCH 1
+#include <immintrin.h>
+#define MLPB_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2")))
+#endif
+
 namespace mlpbench::simd {
 
 // W lanes: 16 in the AVX-512 build, 8 in the AVX2 one and 4 in the x86-64
@@ -75,10 +82,18 @@ struct VFloatT {
 
 template <int W> using IntV = typename VFloatT<W>::I;
 
+// The result of a lane-wise comparison. Generic: an integer vector, all
+// ones where true. The 16-lane (AVX-512) build overloads comparisons and
+// selects below with a 16-bit mask register instead.
 template <int W>
 struct Mask {
-  IntV<W> m;  // all ones where true
+  IntV<W> m;
 };
+#ifdef MLPB_SIMD_DISPATCH
+template <> struct Mask<16> {
+  __mmask16 k;
+};
+#endif
 
 #define MLPB_VFLOAT_OP(op)                                     \
   template <int W>                                             \
@@ -111,13 +126,14 @@ template <int W> inline VFloatT<W> pow2(IntV<W> k) { return from_bits<W>((k + 12
 
 // exp(x) = 2^n (1 + q) with r = x - n ln2 in [-ln2/2, ln2/2] and q = expm1(r)
 // from its Taylor series to r^7 (truncation error < 2e-9 relative).
-// Returns q and sets n. x must already be clamped to |x| < 110.
-template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n) {
+// Returns q and sets n, and nf = n as a float. x must already be clamped to
+// |x| < 110.
+template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n, VFloatT<W>& nf) {
   using VFloat = VFloatT<W>;
   const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const VFloat t = x * VFloat(1.44269504088896341f) + shifter;
   n = to_bits(t) - to_bits(shifter);
-  const VFloat nf = t - shifter;
+  nf = t - shifter;
   // ln 2 split so that nf * kLn2Hi is exact for |n| < 2^11.
   const VFloat r = (x - nf * VFloat(0.693145751953125f)) - nf * VFloat(1.428606765330187e-06f);
   VFloat p(1.0f / 5040);
@@ -129,20 +145,31 @@ template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n) {
   return r + r * r * p;
 }
 
-template <int W> inline VFloatT<W> clamp(VFloatT<W> x, float lo, float hi) {  // NaN stays NaN
-  using VFloat = VFloatT<W>;
-  x = m_select(x < VFloat(lo), VFloat(lo), x);
-  return m_select(x > VFloat(hi), VFloat(hi), x);
+// min(x, hi) and max(x, lo); NaN stays NaN.
+template <int W> inline VFloatT<W> cap_above(VFloatT<W> x, float hi) {
+  return m_select(x > VFloatT<W>(hi), VFloatT<W>(hi), x);
+}
+template <int W> inline VFloatT<W> cap_below(VFloatT<W> x, float lo) {
+  return m_select(x < VFloatT<W>(lo), VFloatT<W>(lo), x);
+}
+template <int W> inline VFloatT<W> clamp(VFloatT<W> x, float lo, float hi) {
+  return cap_above(cap_below(x, lo), hi);
+}
+
+// a * 2^n for integer n in [-252, 254] (nf = n as a float): the result may
+// lie below the smallest normal float or above the largest, beyond a single
+// float exponent, so 2^n comes in two factors.
+template <int W> inline VFloatT<W> scale_pow2(VFloatT<W> a, VFloatT<W> /*nf*/, IntV<W> n) {
+  const IntV<W> half = n >> 1;
+  return a * pow2<W>(half) * pow2<W>(n - half);
 }
 
 template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   IntV<W> n;
-  const VFloat q = exp_reduce(clamp(x, -104.0f, 89.0f), n);
-  // 2^n in two factors: n runs from -150 (results below the smallest float)
-  // to 128 (above the largest), beyond a single float exponent.
-  const IntV<W> half = n >> 1;
-  return (VFloat(1.0f) + q) * pow2<W>(half) * pow2<W>(n - half);
+  VFloat nf;
+  const VFloat q = exp_reduce(clamp(x, -104.0f, 89.0f), n, nf);
+  return scale_pow2(VFloat(1.0f) + q, nf, n);
 }
 
 // expm1(x) = 2^n q + (2^n - 1), exact in its last step for n == 0, so that
@@ -150,10 +177,11 @@ template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
 template <int W> inline VFloatT<W> m_expm1(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   IntV<W> n;
-  const VFloat q = exp_reduce(clamp(x, -88.0f, 89.0f), n);
-  const IntV<W> big = n > 127;  // 2^128 is not a float: use 2 * 2^127 (1 + q)
-  const VFloat s = pow2<W>(big ? IntV<W>{} + 127 : n);
-  return m_select(Mask<W>{big}, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
+  VFloat nf;
+  const VFloat q = exp_reduce(clamp(x, -88.0f, 89.0f), n, nf);
+  const Mask<W> big = nf > VFloat(127.0f);  // 2^128 is not a float: use 2 * 2^127 (1 + q)
+  const VFloat s = m_select(big, VFloat(1.70141183e38f), pow2<W>(n));
+  return m_select(big, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
 }
 
 // 1 / x for x >= 1 (and +inf, NaN): three Newton steps (six multiply-adds)
@@ -164,11 +192,56 @@ template <int W> inline VFloatT<W> m_expm1(VFloatT<W> x) {
 template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const Mask<W> infinite = x > VFloat(3.4028235e38f);
-  const VFloat capped = m_select(x > VFloat(1e38f), VFloat(1e38f), x);
+  const VFloat capped = cap_above(x, 1e38f);
   VFloat r = from_bits<W>(0x7EF311C3 - to_bits(capped));
   for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - capped * r);
   return m_select(infinite, VFloat(0.0f), r);
 }
+
+#ifdef MLPB_SIMD_DISPATCH
+// AVX-512 overloads for the 16-lane vector, which only the AVX-512 build
+// uses: non-templates, so preferred over the templates above, and carrying
+// the AVX-512 target themselves (simd_dispatch's run_avx512 inlines them).
+// - Comparisons give a 16-bit mask register and m_select blends with it.
+//   GCC 12 sometimes compiled the generic vector comparison and select
+//   lane by lane with branches even in AVX-512 code (in linear_act's
+//   backward for gelu, gelu-tanh and elu; -Wvector-operation-performance
+//   says "expanded piecewise"); the intrinsics leave it no choice.
+// - vscalefps scales by 2^n in one instruction, handling the exponent's
+//   range itself; vrcp14ps gives 14 bits of 1 / x, and one Newton step the
+//   rest.
+// (The zero-masking forms with every lane selected: GCC 12 warns about the
+// plain forms' undefined source.)
+MLPB_TARGET_AVX512 inline Mask<16> operator>(VFloatT<16> a, VFloatT<16> b) {
+  return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_GT_OQ)};
+}
+MLPB_TARGET_AVX512 inline Mask<16> operator<(VFloatT<16> a, VFloatT<16> b) {
+  return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LT_OQ)};
+}
+MLPB_TARGET_AVX512 inline VFloatT<16> m_select(Mask<16> c, VFloatT<16> a, VFloatT<16> b) {
+  return VFloatT<16>((VecTypes<16>::F)_mm512_mask_blend_ps(c.k, (__m512)b.v, (__m512)a.v));
+}
+// vminps/vmaxps return their second operand when either is NaN: x goes second.
+MLPB_TARGET_AVX512 inline VFloatT<16> cap_above(VFloatT<16> x, float hi) {
+  return VFloatT<16>((VecTypes<16>::F)_mm512_min_ps(_mm512_set1_ps(hi), (__m512)x.v));
+}
+MLPB_TARGET_AVX512 inline VFloatT<16> cap_below(VFloatT<16> x, float lo) {
+  return VFloatT<16>((VecTypes<16>::F)_mm512_max_ps(_mm512_set1_ps(lo), (__m512)x.v));
+}
+
+MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, IntV<16>) {
+  return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_scalef_ps(0xFFFF, (__m512)a.v, (__m512)nf.v));
+}
+
+// vrcp14ps gives exactly 0 for inf; the Newton step uses x capped at 3e38
+// so that it keeps that 0 rather than making inf * 0 = NaN.
+MLPB_TARGET_AVX512 inline VFloatT<16> m_recip(VFloatT<16> x) {
+  using VFloat = VFloatT<16>;
+  const VFloat r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
+  const VFloat capped = cap_above(x, 3e38f);
+  return r * (VFloat(2.0f) - capped * r);
+}
+#endif
 
 template <int W> inline VFloatT<W> abs(VFloatT<W> x) {
   return from_bits<W>(to_bits(x) & 0x7fffffff);
@@ -184,9 +257,10 @@ template <int W> inline VFloatT<W> copysign(VFloatT<W> magnitude, VFloatT<W> sig
 // then n <= 29 and expm1 needs neither m_expm1's clamp nor its overflow case.
 template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
-  const VFloat ax = m_select(abs(x) > VFloat(10.0f), VFloat(10.0f), abs(x));  // NaN stays
+  const VFloat ax = cap_above(abs(x), 10.0f);
   IntV<W> n;
-  const VFloat q = exp_reduce(VFloat(2.0f) * ax, n);
+  VFloat nf;
+  const VFloat q = exp_reduce(VFloat(2.0f) * ax, n, nf);
   const VFloat s = pow2<W>(n);
   const VFloat e = s * q + (s - VFloat(1.0f));
   const VFloat d = m_recip(e + VFloat(2.0f));
@@ -195,27 +269,33 @@ template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
 }
 
 // Phi(x), the standard normal CDF: 0.5 erfc(-x / sqrt 2). With z = |x| / sqrt 2,
-// erfc(z) = exp(-z^2) R(t), t = 1 / (1 + z / 2), and R a degree-10 polynomial
-// in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10 (scripts/fit_erfcx.py;
+// erfc(z) = exp(-z^2) R(t), t = 1 / (1 + z / 2), and R a degree-9 polynomial
+// in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10.25 (scripts/fit_erfcx.py;
 // 3e-7 relative in float32). The negative tail is computed directly, not as
-// 1 - something, so it keeps its relative accuracy.
+// 1 - something, so it keeps its relative accuracy. |x| is capped at 14.5,
+// where exp(-x^2 / 2) < 2^-151 already rounds to 0 (Phi to 0 or 1): exp's
+// argument then stays in [-105.2, 0], which needs none of m_exp's clamps.
 // Phi(x), and with it the density phi(x) = exp(-x^2 / 2) / sqrt(2 pi), whose
 // exponential Phi's tail computes anyway: GELU's derivative Phi(x) + x phi(x)
 // then takes one exp instead of two.
 template <int W>
 inline VFloatT<W> normcdf_and_pdf(VFloatT<W> x, VFloatT<W>* pdf) {
   using VFloat = VFloatT<W>;
-  const VFloat z = abs(x) * VFloat(0.70710678118654752f);
+  const VFloat ax = cap_above(abs(x), 14.5f);
+  const VFloat z = ax * VFloat(0.70710678118654752f);
   const VFloat t = m_recip(VFloat(1.0f) + VFloat(0.5f) * z);
   static constexpr float kR[] = {
-      9.178994694e-06f, 2.818281129e-01f, 2.854722189e-01f, 2.222766604e-01f,
-      2.897853505e-01f, -2.638104366e-01f, 7.052551057e-01f, -9.913491853e-01f,
-      6.589779586e-01f, -2.176054345e-01f, 2.916046678e-02f};
-  VFloat r(kR[10]);
-  for (int i = 9; i >= 0; --i) r = r * t + VFloat(kR[i]);
-  const VFloat e = m_exp(-(z * z));  // exp(-x^2 / 2)
+      -4.206208048e-06f, 2.821804551e-01f, 2.814901472e-01f, 2.477147472e-01f,
+      1.879997917e-01f, 3.136382291e-03f, 2.395612892e-01f, -4.564179733e-01f,
+      2.707306460e-01f, -5.639131559e-02f};
+  VFloat half_r(0.5f * kR[9]);  // R / 2: erfc / 2 is what Phi needs
+  for (int i = 8; i >= 0; --i) half_r = half_r * t + VFloat(0.5f * kR[i]);
+  IntV<W> n;
+  VFloat nf;
+  const VFloat q = exp_reduce(-(z * z), n, nf);
+  const VFloat e = scale_pow2(VFloat(1.0f) + q, nf, n);  // exp(-x^2 / 2)
   if (pdf) *pdf = e * VFloat(0.39894228040143267794f);
-  const VFloat half_erfc = VFloat(0.5f) * e * r;
+  const VFloat half_erfc = e * half_r;
   return m_select(x < VFloat(0.0f), half_erfc, VFloat(1.0f) - half_erfc);
 }
 
@@ -235,6 +315,17 @@ template <int W> inline VFloatT<W> m_normcdf_pdf(VFloatT<W> x, VFloatT<W>& pdf) 
 // 64-bit multiplies); other CPUs use the scalar generator.
 void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words);
 
+// Whether each lane's word keeps its element (philox.h: keeps_word).
+template <int W> inline Mask<W> keeps(typename VFloatT<W>::U w, uint32_t threshold) {
+  return {(w >> 8) >= threshold};
+}
+#ifdef MLPB_SIMD_DISPATCH
+template <> MLPB_TARGET_AVX512 inline Mask<16> keeps<16>(VecTypes<16>::U w, uint32_t threshold) {
+  return {_mm512_cmpge_epu32_mask(_mm512_srli_epi32((__m512i)w, 8),
+                                  _mm512_set1_epi32(static_cast<int>(threshold)))};
+}
+#endif
+
 // Dropout of W values: v / keep_prob where kept, 0 where dropped (and in
 // the lanes past count <= W). Dividing, as the CUDA kernels do, rather than
 // multiplying by a rounded 1 / keep_prob keeps the devices' results equal.
@@ -247,8 +338,7 @@ inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t t
   } else {
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
-  const IntV<W> keep = (w >> 8) >= threshold;
-  return m_select(Mask<W>{keep}, v / VFloatT<W>(keep_prob), VFloatT<W>(0.0f));
+  return m_select(keeps<W>(w, threshold), v / VFloatT<W>(keep_prob), VFloatT<W>(0.0f));
 }
 
 // ---- run-time instruction-set dispatch ----
@@ -264,13 +354,11 @@ Level level();
 Level best_level();
 void set_level(Level l);  // clamped to best_level()
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define MLPB_SIMD_DISPATCH 1
+#ifdef MLPB_SIMD_DISPATCH
 // flatten inlines every call made inside, so the body and the functors and
 // vector math it calls are all compiled for the target's instruction set.
 template <typename F>
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi,bmi2"), flatten))
-void run_avx512(F& f) { f(Lanes<16>{}); }
+MLPB_TARGET_AVX512 __attribute__((flatten)) void run_avx512(F& f) { f(Lanes<16>{}); }
 template <typename F>
 __attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(Lanes<8>{}); }
 template <typename F>
