@@ -45,6 +45,9 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
                                                   alpha, approximate, pieces, dropout_p, seed,
                                                   offset);
     ctx->mark_non_differentiable({aux});
+    // aux never has a gradient; by default autograd would hand backward a
+    // zero-filled one of its size every call (n x out floats for gelu/silu).
+    ctx->set_materialize_grads(false);
     const ActSpec spec = parse_activation("linear_act", activation, negative_slope, alpha,
                                           approximate, pieces);
     ctx->save_for_backward({x, weight, derivative_from_output(spec.act) ? y : aux});
@@ -61,6 +64,8 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out(11);
+    if (!grads[0].defined()) return out;  // y took no part in the loss
     const auto saved = ctx->get_saved_variables();
     const auto& d = ctx->saved_data;
     const std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
@@ -70,7 +75,6 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
         d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
         d.at("approximate").toStringRef(), d.at("pieces").toInt(), d.at("dropout_p").toDouble(),
         d.at("seed").toInt(), d.at("offset").toInt(), mask);
-    variable_list out(11);
     if (mask[0]) out[0] = gx;
     if (mask[1]) out[1] = gw;
     if (mask[2]) out[2] = gb;

@@ -109,6 +109,24 @@ def test_autograd_node_only_when_a_gradient_is_wanted(device):
             assert out.grad_fn is None and not out.requires_grad
 
 
+@pytest.mark.parametrize("name", ["gelu", "maxout"])
+def test_backward_allocates_no_gradient_for_aux(name):
+    """aux (gelu's pre-activation, maxout's argmax) has no gradient; autograd
+    must not build a zero-filled one of its size for every backward."""
+    kw = {"pieces": 2} if name == "maxout" else {}
+    x, w, b = make_linear(64, 32, name, kw, dtype=torch.float32, batch=(16,), requires_grad=True)
+    y = ops.linear_act(x, w, b, name, **kw)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        gx, gw, gb = torch.autograd.grad(y, (x, w, b), torch.ones_like(y))
+    ran = {e.name for e in prof.events()}
+    assert "mlpbench::linear_act_backward" in ran
+    assert not ran & {"aten::zeros", "aten::zero_", "aten::zeros_like"}, sorted(ran)
+    want = torch.autograd.grad(stock_linear_act(x, w, b, name, **kw), (x, w, b),
+                               torch.ones_like(y))
+    for got, expected in zip((gx, gw, gb), want):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_python_entry_points_match_torch_ops(device):
     """mlpbench.ops calls _C's entry points outside torch.compile: the same
