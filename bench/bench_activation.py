@@ -26,9 +26,9 @@ def _case_list():
             yield pytest.param(dev, i, id=f"{dev}-size{i}", marks=getattr(device, "marks", ()))
 
 
-@pytest.mark.parametrize("device,size", list(_case_list()))
-@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("row", ROWS)
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("device,size", list(_case_list()))
 def test_activation(measure, row, name, device, size):
     shape = SIZES[device][size]
     group = f"activation[{name}, {_size_id(shape)}]"
@@ -49,8 +49,8 @@ def test_activation(measure, row, name, device, size):
             elements=x.numel())
 
 
-@pytest.mark.parametrize("device,size", list(_case_list()))
 @pytest.mark.parametrize("row", ["copy", "relu fwd"])
+@pytest.mark.parametrize("device,size", list(_case_list()))
 def test_reference_rows(measure, row, device, size):
     """A device copy into a preallocated tensor, and our ReLU, per size."""
     shape = SIZES[device][size]

@@ -15,10 +15,10 @@ from mlpbench.models import MLP
 P = 0.3
 
 
+@pytest.mark.parametrize("row", ["stock", "fused"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(100, 256), (4096, 1024)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
-@pytest.mark.parametrize("row", ["stock", "fused"])
 def test_dropout(measure, row, mode, shape, device):
     x = torch.randn(shape, device=device, requires_grad=mode == "fwdbwd")
     f = (lambda: F.dropout(x, P)) if row == "stock" else (lambda: ops.dropout(x, P))
@@ -31,9 +31,9 @@ def test_dropout(measure, row, mode, shape, device):
         measure(group, row, lambda: torch.autograd.grad(f(), x, g), device)
 
 
+@pytest.mark.parametrize("row", ["stock", "fused"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [100, 4096])
-@pytest.mark.parametrize("row", ["stock", "fused"])
 def test_linear_relu_dropout_block(measure, row, batch, device):
     """784 -> 256, ReLU, dropout 0.3, forward+backward, training mode."""
     torch.manual_seed(0)
@@ -48,8 +48,8 @@ def test_linear_relu_dropout_block(measure, row, batch, device):
             lambda: torch.autograd.grad(block(x), params, g), device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("row", ["stock", "fused"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_memory_saved_for_backward(measure, row, device):
     """The lecture's dropout network, batch 100: bytes autograd keeps (extra_info)."""
     torch.manual_seed(0)

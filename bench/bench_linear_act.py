@@ -34,12 +34,12 @@ def _forward(row, name, kw):
     return torch.compile(lambda x, w, b: stock_linear_act(x, w, b, name, **kw), dynamic=False)
 
 
+@pytest.mark.parametrize("row", ROWS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
 @pytest.mark.parametrize("act", ACTS, ids=lambda a: a[0])
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"batch{b}")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("row", ROWS)
 def test_linear_act(measure, row, shape, batch, act, mode, device):
     name, kw = act
     n_in, n_out = shape

@@ -11,9 +11,9 @@ from mlpbench.models import MLP
 SIZES = [784, 256, 256, 256, 10]
 
 
+@pytest.mark.parametrize("row", ["stock", "compile", "fused"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [100, 4096])
-@pytest.mark.parametrize("row", ["stock", "compile", "fused"])
 def test_mlp_step(measure, row, batch, device):
     torch.manual_seed(0)
     model = MLP(SIZES, "relu", dropout=0.3, fused=row == "fused").to(device).train()
