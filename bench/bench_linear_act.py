@@ -1,5 +1,8 @@
 """linear_act[<in>x<out>, batch <b>, <act>, fwd|fwdbwd]: the GEMMs alone (the
-floor), stock eager, torch.compile of stock, and fused, side by side."""
+floor), stock eager, torch.compile of stock, and fused, side by side. On CUDA
+the relu and gelu forward groups also time cuBLASLt's own bias+activation
+epilogue (torch._addmm_activation; its gelu is the tanh form), the
+alternative to our epilogue kernel that issue 6 asks to try."""
 
 import pytest
 import torch
@@ -12,7 +15,7 @@ SHAPES = [(784, 256), (256, 256), (256, 10), (1024, 1024)]
 BATCHES = [100, 4096]
 ACTS = [("identity", {}), ("sigmoid", {}), ("tanh", {}), ("relu", {}), ("leaky_relu", {}),
         ("elu", {}), ("gelu", {}), ("silu", {}), ("maxout", {"pieces": 2})]
-ROWS = ["floor", "stock", "compile", "fused"]
+ROWS = ["floor", "stock", "compile", "fused", "cublaslt"]
 
 
 def _inputs(n_in, n_out, batch, name, kw, device, grad):
@@ -46,6 +49,14 @@ def test_linear_act(measure, row, shape, batch, act, mode, device):
     grad = mode == "fwdbwd"
     x, w, b = _inputs(n_in, n_out, batch, name, kw, device, grad)
     group = f"linear_act[{n_in}x{n_out}, batch {batch}, {name}, {mode}]"
+    if row == "cublaslt":
+        if device != "cuda" or grad or name not in ("relu", "gelu"):
+            pytest.skip("cuBLASLt epilogue rows: CUDA, relu and gelu, forward only")
+        use_gelu = name == "gelu"
+        with torch.no_grad():
+            measure(group, row, lambda: torch._addmm_activation(b, x, w.t(), use_gelu=use_gelu),
+                    device)
+        return
     if row == "floor":
         g = torch.randn(batch, w.shape[0], device=device)
         with torch.no_grad():

@@ -27,7 +27,7 @@ CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "si
 
 # The order rows appear in within a group.
 ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile", "fused",
-             "fused fwd", "fused bwd"]
+             "fused fwd", "fused bwd", "cublaslt"]
 
 
 def _benchmarks(paths, device):
