@@ -127,6 +127,29 @@ def test_backward_allocates_no_gradient_for_aux(name):
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_input_gradients_concurrent_or_not(dtype):
+    """On two threads the CPU backward runs its two small products at once,
+    one per thread; on one thread one after the other. Each product is then a
+    single-threaded BLAS call either way, so the results are the same bits,
+    and neither records autograd history in the worker thread."""
+    x, w, b = make_linear(784, 256, "relu", {}, dtype=dtype, batch=(100,), requires_grad=True)
+    g = torch.randn(100, 256, dtype=dtype)
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            grads.append(torch.autograd.grad(ops.linear_act(x, w, b, "relu"), (x, w, b), g))
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*grads):
+        assert torch.equal(one, two) and not two.requires_grad
+    want = torch.autograd.grad(stock_linear_act(x, w, b, "relu"), (x, w, b), g)
+    for got, expected in zip(grads[1], want):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_python_entry_points_match_torch_ops(device):
     """mlpbench.ops calls _C's entry points outside torch.compile: the same
