@@ -261,7 +261,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   const bool uses_saved = spec.act != Act::Identity;
   const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
-  at::Tensor gp = new_output({n, out_rows}, x.options());
+  // Identity without dropout: grad_pre is grad_y itself, and no pass copies it.
+  const bool passthrough = spec.act == Act::Identity && !call.dropout;
+  at::Tensor gp = passthrough ? gy : new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (output_mask[2] && n == 0) gbias.zero_();
   if (n > 0 && out_cols > 0) {
@@ -270,7 +272,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       const T* gyp = gy.const_data_ptr<T>();
       const T* svp = uses_saved && !maxout ? sv.const_data_ptr<T>() : nullptr;
       const uint8_t* argp = maxout ? sv.const_data_ptr<uint8_t>() : nullptr;
-      T* gpp = gp.mutable_data_ptr<T>();
+      T* gpp = passthrough ? nullptr : gp.mutable_data_ptr<T>();
+      const T* sums_of = passthrough ? gyp : gpp;
       const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
       // Chunks of rows fixed by the shape alone, each with its partial bias sum.
       const int64_t chunk = rows_per_chunk(out_rows);
@@ -289,14 +292,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
                                   spec.pieces, gyp + r * out_cols, argp + r * out_cols,
                                   gpp + r * out_rows);
                 }
-              } else {
+              } else if (!passthrough) {
                 const int64_t start = r0 * out_cols;
                 grad_pre_span<P>(act, mask, start, (r1 - r0) * out_cols, gyp + start,
                                  svp ? svp + start : nullptr, gpp + start);
               }
               if (partp) {
-                column_sums<P>(gpp + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
-                            partp + c * out_rows);
+                column_sums<P>(sums_of + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
+                               partp + c * out_rows);
               }
             }
           });
@@ -312,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
         }
       }
     });
-  } else if (n > 0) {
+  } else if (n > 0 && !passthrough) {
     gp.zero_();
   }
   auto [gx, gw] = input_grads_cpu(call, gp, x, weight, output_mask);
