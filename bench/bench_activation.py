@@ -34,19 +34,21 @@ def test_activation(measure, row, name, device, size):
     group = f"activation[{name}, {_size_id(shape)}]"
     torch.manual_seed(0)
     x = torch.randn(shape, device=device)
-    fused, bwd = row.startswith("fused"), row.endswith("bwd")
-    if bwd and name == "step":
+    kind, mode = row.split()
+    if mode == "bwd" and name == "step":
         pytest.skip("step has no backward")
-    f = (lambda t: ops.activation(t, name)) if fused else (lambda t: stock_activation(t, name))
-    if not bwd:
-        with torch.no_grad():
-            measure(group, row, lambda: f(x), device, elements=x.numel())
-        return
-    x.requires_grad_()
-    y = f(x)
-    g = torch.randn_like(y)
-    measure(group, row, lambda: torch.autograd.grad(y, x, g, retain_graph=True), device,
-            elements=x.numel())
+    fns = {"fused": lambda t: ops.activation(t, name), "stock": lambda t: stock_activation(t, name)}
+    if mode == "fwd":
+        calls = {k: (lambda f=f: f(x)) for k, f in fns.items()}
+    else:
+        x.requires_grad_()
+        g = torch.randn_like(x)
+        calls = {k: (lambda y=f(x): torch.autograd.grad(y, x, g, retain_graph=True))
+                 for k, f in fns.items()}
+    # The fused row times the stock one interleaved with itself (conftest.measure).
+    beside = {f"stock {mode}": calls["stock"]} if kind == "fused" else None
+    with torch.set_grad_enabled(mode == "bwd"):
+        measure(group, row, calls[kind], device, beside=beside, elements=x.numel())
 
 
 @pytest.mark.parametrize("row", ["copy", "relu fwd"])

@@ -21,14 +21,17 @@ P = 0.3
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
 def test_dropout(measure, row, mode, shape, device):
     x = torch.randn(shape, device=device, requires_grad=mode == "fwdbwd")
-    f = (lambda: F.dropout(x, P)) if row == "stock" else (lambda: ops.dropout(x, P))
-    group = f"dropout[{shape[0]}x{shape[1]}, p {P}, {mode}]"
+    g = torch.randn(shape, device=device)
+    forwards = {"stock": lambda: F.dropout(x, P), "fused": lambda: ops.dropout(x, P)}
     if mode == "fwd":
-        with torch.no_grad():
-            measure(group, row, f, device)
+        calls = forwards
     else:
-        g = torch.randn(shape, device=device)
-        measure(group, row, lambda: torch.autograd.grad(f(), x, g), device)
+        calls = {r: (lambda f=f: torch.autograd.grad(f(), x, g)) for r, f in forwards.items()}
+    # The fused row times the stock one interleaved with itself (conftest.measure).
+    beside = {"stock": calls["stock"]} if row == "fused" else None
+    with torch.set_grad_enabled(mode == "fwdbwd"):
+        measure(f"dropout[{shape[0]}x{shape[1]}, p {P}, {mode}]", row, calls[row], device,
+                beside=beside)
 
 
 @pytest.mark.parametrize("row", ["stock", "fused"])
@@ -37,15 +40,15 @@ def test_dropout(measure, row, mode, shape, device):
 def test_linear_relu_dropout_block(measure, row, batch, device):
     """784 -> 256, ReLU, dropout 0.3, forward+backward, training mode."""
     torch.manual_seed(0)
-    if row == "stock":
-        block = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(P)).to(device)
-    else:
-        block = mnn.FusedLinear(784, 256, "relu", dropout=P).to(device)
+    blocks = {"stock": nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(P)).to(device),
+              "fused": mnn.FusedLinear(784, 256, "relu", dropout=P).to(device)}
     x = torch.randn(batch, 784, device=device)
     g = torch.randn(batch, 256, device=device)
-    params = tuple(block.parameters())
-    measure(f"dropout[Linear+ReLU+dropout 784x256, batch {batch}, fwdbwd]", row,
-            lambda: torch.autograd.grad(block(x), params, g), device)
+    calls = {r: (lambda m=m: torch.autograd.grad(m(x), tuple(m.parameters()), g))
+             for r, m in blocks.items()}
+    beside = {"stock": calls["stock"]} if row == "fused" else None
+    measure(f"dropout[Linear+ReLU+dropout 784x256, batch {batch}, fwdbwd]", row, calls[row],
+            device, beside=beside)
 
 
 @pytest.mark.parametrize("row", ["stock", "fused"])

@@ -9,6 +9,7 @@ not the host's wait; `python -m mlpbench.report` divides by `inner`.
 import ctypes
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -57,26 +58,62 @@ def skip_unless_compiled(name):
         pytest.skip(f"torch.compile rows of {name} are off (MLPBENCH_BENCH_COMPILE={COMPILE_ACTS})")
 
 
-@pytest.fixture
-def measure(benchmark):
-    """measure(group, row, fn, device, **info): time fn() as `row` of `group`."""
+def _timed(fn, device):
+    """fn as one timed call: on CUDA, CUDA_INNER runs and one synchronisation."""
+    if device != "cuda":
+        return fn
 
-    def run(group, row, fn, device, **info):
+    def timed():
+        for _ in range(CUDA_INNER):
+            fn()
+        torch.cuda.synchronize()
+
+    return timed
+
+
+@pytest.fixture
+def measure(benchmark, pytestconfig):
+    """measure(group, row, fn, device, beside=None, **info): time fn() as `row`
+    of `group`.
+
+    beside: {row: fn} of other rows of the group (stock, floor, ...) to time
+    interleaved with this one: each round runs every one of them once, timed,
+    then fn. Their fastest times go to extra_info["beside"], and the report
+    takes this row's ratios to them from that, not from rows run at another
+    moment (this machine's speed drifts by up to 2x over a run: the same
+    floor's fastest time differed 2x between groups of one run)."""
+
+    def run(group, row, fn, device, beside=None, **info):
         benchmark.group = group
         benchmark.extra_info.update(row=row, device=device, **info)
-        fn()  # warm up: allocator, cuBLAS handles, compiled graphs
+        beside = {name: _timed(f, device) for name, f in (beside or {}).items()}
+        for f in (fn, *beside.values()):
+            f()  # warm up: allocator, cuBLAS handles, compiled graphs
         if device == "cuda":
             torch.cuda.synchronize()
-            benchmark.extra_info["inner"] = CUDA_INNER
+        benchmark.extra_info["inner"] = CUDA_INNER if device == "cuda" else 1
+        target = _timed(fn, device)
+        if not beside:
+            benchmark(target)
+            return
+        fastest = {name: float("inf") for name in beside}
 
-            def timed():
-                for _ in range(CUDA_INNER):
-                    fn()
-                torch.cuda.synchronize()
+        def time_beside():
+            for name, f in beside.items():
+                start = time.perf_counter()
+                f()
+                fastest[name] = min(fastest[name], time.perf_counter() - start)
 
-            benchmark(timed)
-        else:
-            benchmark.extra_info["inner"] = 1
-            benchmark(fn)
+        # As many rounds as fit the benchmark's time budget (--benchmark-max-time).
+        start = time.perf_counter()
+        time_beside()
+        target()
+        per_round = time.perf_counter() - start
+        budget = float(pytestconfig.getoption("benchmark_max_time"))
+        rounds = max(int(pytestconfig.getoption("benchmark_min_rounds")),
+                     min(1000, int(budget / max(per_round, 1e-9))))
+        benchmark.pedantic(target, setup=time_beside, rounds=rounds, warmup_rounds=1)
+        if all(t < float("inf") for t in fastest.values()):
+            benchmark.extra_info["beside"] = fastest
 
     return run

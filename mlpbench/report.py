@@ -9,6 +9,10 @@ a median there swung by 7x between runs when stray page faults hit) and its
 ratio to the group's stock row and floor row (where the group has them); then
 the lecture's claim that ReLU is fast because it needs no exp(), checked per
 operation against the activation groups.
+
+A fused row that timed the stock and floor calls interleaved with its own
+(extra_info["beside"], bench/conftest.py) takes its ratios from those, marked
+*: the machine's speed drifts between rows run one after another.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["load_rows", "load_saved_bytes", "markdown", "linear_act_matrix", "relu_claim", "summary",
-           "targets", "main"]
+__all__ = ["load_rows", "load_saved_bytes", "load_beside", "ratio", "markdown",
+           "linear_act_matrix", "relu_claim", "summary", "targets", "main"]
 
 # The activations the lecture compares with ReLU (ReLU itself first).
 CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
@@ -60,34 +64,63 @@ def load_saved_bytes(paths, device=None):
     return dict(saved)
 
 
+def load_beside(paths, device=None):
+    """{(device, group): {row: {other row: fastest seconds per call}}}: the rows
+    each row timed interleaved with itself."""
+    beside = defaultdict(dict)
+    for dev, group, row, _, info in _benchmarks(paths, device):
+        if info.get("beside"):
+            inner = info.get("inner", 1)
+            beside[(dev, group)][row] = {ref: t / inner for ref, t in info["beside"].items()}
+    return dict(beside)
+
+
+def ratio(rows, row, ref, beside=None):
+    """(rows[row] / rows[ref], whether timed interleaved), or None when the
+    group lacks either. beside: this group's load_beside() entry."""
+    interleaved = (beside or {}).get(row, {})
+    if row in rows and ref in interleaved:
+        return rows[row] / interleaved[ref], True
+    if row in rows and rows.get(ref):
+        return rows[row] / rows[ref], False
+    return None
+
+
+def _fmt_ratio(r):
+    return "" if r is None else f"{r[0]:.2f}x" + ("*" if r[1] else "")
+
+
 def _fmt_time(seconds):
     us = seconds * 1e6
     return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
 
 
-def markdown(groups, saved=None):
+def markdown(groups, saved=None, beside=None):
     """Markdown tables, one per group, rows in ROW_ORDER; a column of the bytes
     saved for backward where the group measured them."""
     out = []
     for (dev, group), rows in sorted(groups.items()):
-        stock = rows.get("stock", rows.get("stock fwd"))
-        floor = rows.get("floor", rows.get("copy"))
+        stock = "stock" if "stock" in rows else "stock fwd"
+        floor = "floor" if "floor" in rows else "copy"
         memory = (saved or {}).get((dev, group), {})
+        near = (beside or {}).get((dev, group))
         out.append(f"#### {group} ({dev})\n")
         out.append("| row | time | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
         out.append("| --- | ---: | ---: | ---: |" + (" ---: |" if memory else ""))
         order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r))
         for row in order:
-            t = rows[row]
-            vs_stock = f"{t / stock:.2f}x" if stock else ""
-            vs_floor = f"{t / floor:.2f}x" if floor else ""
+            ref = f"stock {row.split()[1]}" if row in ("fused fwd", "fused bwd") else stock
+            vs_stock = _fmt_ratio(ratio(rows, row, ref, near))
+            vs_floor = _fmt_ratio(ratio(rows, row, floor, near))
             extra = f" {memory[row]:,} B |" if row in memory else (" |" if memory else "")
-            out.append(f"| {row} | {_fmt_time(t)} | {vs_stock} | {vs_floor} |{extra}")
+            out.append(f"| {row} | {_fmt_time(rows[row])} | {vs_stock} | {vs_floor} |{extra}")
+        if near:
+            out.append("\n\\* timed interleaved with that row")
         out.append("")
     return "\n".join(out)
 
 
-def linear_act_matrix(groups):
+def linear_act_matrix(groups, beside=None):
     """linear_act at a glance: per device, one line per shape, batch and mode,
     one column per activation, each cell fused / stock (and fused / floor)."""
     cells = defaultdict(dict)  # (dev, "784x256, batch 100, fwd") -> {act: cell}
@@ -98,8 +131,11 @@ def linear_act_matrix(groups):
         shape, batch, act, mode = group[len("linear_act["):-1].split(", ")
         if act not in acts:
             acts.append(act)
-        floor = f" / {rows['fused'] / rows['floor']:.2f}" if "floor" in rows else ""
-        cells[(dev, f"{shape}, {batch}, {mode}")][act] = f"{rows['fused'] / rows['stock']:.2f}{floor}"
+        near = (beside or {}).get((dev, group))
+        to_floor = ratio(rows, "fused", "floor", near)
+        floor = f" / {to_floor[0]:.2f}" if to_floor else ""
+        to_stock = ratio(rows, "fused", "stock", near)[0]
+        cells[(dev, f"{shape}, {batch}, {mode}")][act] = f"{to_stock:.2f}{floor}"
     out = []
     for dev in sorted({d for d, _ in cells}):
         out.append(f"#### linear_act, fused / stock (/ floor), {dev}\n")
@@ -135,32 +171,32 @@ def relu_claim(groups):
         for name, rows in sorted(acts.items(), key=lambda a: CLAIM_ACTIVATIONS.index(a[0])):
             cells = []
             for kind in ("stock", "fused"):
-                ratio = rows.get(f"{kind} fwd", 0) / relu.get(f"{kind} fwd", float("inf"))
-                cells.append(f"{ratio:.2f}x" if ratio else "")
-                if ratio:
-                    worst[kind] = max(worst.get(kind, (0, "")), (ratio, name))
+                share = rows.get(f"{kind} fwd", 0) / relu.get(f"{kind} fwd", float("inf"))
+                cells.append(f"{share:.2f}x" if share else "")
+                if share:
+                    worst[kind] = max(worst.get(kind, (0, "")), (share, name))
             by_copy = f"{rows['fused fwd'] / copy:.2f}x" if copy and "fused fwd" in rows else ""
             out.append(f"| {name} | {cells[0]} | {cells[1]} | {by_copy} |")
-        verdicts = [f"{kind}: {'holds' if ratio >= 6 else 'false'}, the costliest ({name}) takes "
-                    f"{ratio:.2f}x ReLU's time" for kind, (ratio, name) in sorted(worst.items())]
+        verdicts = [f"{kind}: {'holds' if share >= 6 else 'false'}, the costliest ({name}) takes "
+                    f"{share:.2f}x ReLU's time" for kind, (share, name) in sorted(worst.items())]
         out.append(f"\n\"ReLU is 6x faster because it needs no exp()\", per operation: "
                    f"{'; '.join(verdicts)}.\n")
     return "\n".join(out)
 
 
-def summary(groups):
+def summary(groups, beside=None):
     """One line per group that has a stock and a fused row: fused / stock."""
     lines = []
     for (dev, group), rows in sorted(groups.items()):
         for stock_row, fused_row in (("stock", "fused"), ("stock fwd", "fused fwd"),
                                      ("stock bwd", "fused bwd")):
             if stock_row in rows and fused_row in rows:
-                ratio = rows[fused_row] / rows[stock_row]
-                lines.append((dev, f"{group} {fused_row}", ratio))
+                r = ratio(rows, fused_row, stock_row, (beside or {}).get((dev, group)))
+                lines.append((dev, f"{group} {fused_row}", r[0]))
     return lines
 
 
-def targets(groups, device="cuda"):
+def targets(groups, device="cuda", beside=None):
     """The headline checks: fused fwd+bwd speed-up over stock at batch 4096 per
     activation and shape, the Linear+ReLU+dropout block, and the elementwise
     kernels' bandwidth as a fraction of a device copy's, on the largest tensor."""
@@ -169,7 +205,8 @@ def targets(groups, device="cuda"):
         if dev != device or "stock" not in rows or "fused" not in rows:
             continue
         if ("batch 4096" in group and "fwdbwd" in group) or group.startswith("mlp_step"):
-            lines.append(f"| {group} | {rows['stock'] / rows['fused']:.2f}x |")
+            r = ratio(rows, "fused", "stock", (beside or {}).get((dev, group)))
+            lines.append(f"| {group} | {1 / r[0]:.2f}x{'*' if r[1] else ''} |")
     sizes = [g.split(", ")[1].rstrip("]") for (dev, g) in groups
              if dev == device and g.startswith("activation[reference")]
     largest = max(sizes, key=lambda s: int(s.rstrip("M")) if s.endswith("M") else 0, default=None)
@@ -184,13 +221,13 @@ def targets(groups, device="cuda"):
     return "\n".join(lines)
 
 
-def bar_chart(groups, png):
+def bar_chart(groups, png, beside=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = summary(groups)
+    lines = summary(groups, beside)
     if not lines:
         return None
     labels = [f"{label} ({dev})" for dev, label, _ in lines]
@@ -222,13 +259,14 @@ def main(argv=None):
         parser.error(str(e))
     if not groups:
         parser.error(f"{args.json}: no mlpbench benchmark rows found")
+    beside = load_beside(args.json, args.device)
     if args.targets:
-        print(targets(groups, args.device or "cuda"))
+        print(targets(groups, args.device or "cuda", beside))
         return 0
-    print(markdown(groups, load_saved_bytes(args.json, args.device)))
-    print(linear_act_matrix(groups))
+    print(markdown(groups, load_saved_bytes(args.json, args.device), beside))
+    print(linear_act_matrix(groups, beside))
     print(relu_claim(groups))
-    png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")))
+    png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")), beside)
     if png:
         print(f"bar chart: {png}", file=sys.stderr)
     return 0

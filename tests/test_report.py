@@ -33,6 +33,7 @@ def test_report_tables_and_chart(bench_json, tmp_path, capsys):
     for row in ("floor", "stock", "fused"):
         assert f"| {row} |" in text
     assert "| stock | " in text and "1.00x" in text
+    assert "x* |" in text and "timed interleaved with that row" in text
     assert png.stat().st_size > 1000
     assert "saved for backward" in text and "| fused |" in text and "307,200 B" in text
 
@@ -53,6 +54,22 @@ def test_linear_act_matrix():
     text = report.linear_act_matrix(groups)
     assert "| layer | relu | gelu |" in text or "| layer | gelu | relu |" in text
     assert "0.75 / 1.50" in text and "1.50 |" in text
+
+
+def test_interleaved_times_give_the_ratios():
+    """A row that timed stock and floor interleaved with itself takes its
+    ratios from those (marked *), not from the rows timed at another moment."""
+    key = ("cpu", "linear_act[256x10, batch 100, relu, fwdbwd]")
+    groups = {key: {"floor": 1.0, "stock": 4.0, "fused": 3.0}}
+    beside = {key: {"fused": {"stock": 2.0, "floor": 1.5}}}
+    assert report.ratio(groups[key], "fused", "stock", beside[key]) == (1.5, True)
+    assert report.ratio(groups[key], "fused", "stock") == (0.75, False)
+    assert report.ratio(groups[key], "fused", "missing", beside[key]) is None
+    text = report.markdown(groups, beside=beside)
+    assert "| fused | 3000.00 ms | 1.50x* | 2.00x* |" in text
+    assert "| stock | 4000.00 ms | 1.00x | 4.00x |" in text
+    assert "1.50 / 2.00" in report.linear_act_matrix(groups, beside)
+    assert report.summary(groups, beside) == [("cpu", key[1] + " fused", 1.5)]
 
 
 def test_relu_claim_verdict_follows_the_numbers():
