@@ -104,12 +104,13 @@ def measure(benchmark, pytestconfig):
                 f()
                 fastest[name] = min(fastest[name], time.perf_counter() - start)
 
-        # As many rounds as fit the benchmark's time budget (--benchmark-max-time).
+        # As many rounds as fit the benchmark's time budget (--benchmark-max-time)
+        # for each of the interleaved rows: a round runs them all.
         start = time.perf_counter()
         time_beside()
         target()
         per_round = time.perf_counter() - start
-        budget = float(pytestconfig.getoption("benchmark_max_time"))
+        budget = float(pytestconfig.getoption("benchmark_max_time")) * (1 + len(beside))
         rounds = max(int(pytestconfig.getoption("benchmark_min_rounds")),
                      min(1000, int(budget / max(per_round, 1e-9))))
         benchmark.pedantic(target, setup=time_beside, rounds=rounds, warmup_rounds=1)
