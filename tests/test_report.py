@@ -1,5 +1,6 @@
 """The report parses a real benchmark JSON; the GPU check script is valid bash."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,9 @@ def test_report_checks_the_relu_claim(bench_json, capsys):
     assert report.main([str(bench_json), "--png", "/dev/null"]) == 0
     text = capsys.readouterr().out
     assert "#### ReLU against the others, forward, 16M (cpu)" in text
-    assert "| elu |" in text and "| leaky_relu |" in text and "| relu | 1.00x | 1.00x |" in text
+    assert "| elu |" in text and "| leaky_relu |" in text
+    # Each fused forward row timed ReLU (stock and ours) and a copy beside itself.
+    assert re.search(r"\| relu \| \d\.\d\dx\* \| \d\.\d\dx\* \| \d\.\d\dx\* \|", text)
     assert "\"ReLU is 6x faster because it needs no exp()\", per operation: " in text
     assert "the costliest" in text
 
@@ -80,6 +83,12 @@ def test_relu_claim_verdict_follows_the_numbers():
     assert "stock: holds, the costliest (elu) takes 7.00x" in report.relu_claim(groups(7.0))
     assert "stock: false, the costliest (elu) takes 1.50x" in report.relu_claim(groups(1.5))
     assert "fused: false, the costliest (elu) takes 1.20x" in report.relu_claim(groups(7.0))
+    # Times taken interleaved beside the fused row win over the separate rows.
+    near = {("cpu", "activation[elu, 1M]"): {"fused fwd": {
+        "stock fwd": 8.0, "stock relu fwd": 1.0, "relu fwd": 0.6, "copy": 0.8}}}
+    text = report.relu_claim(groups(1.5), near)
+    assert "| elu | 8.00x* | 2.00x* | 1.50x* |" in text
+    assert "stock: holds, the costliest (elu) takes 8.00x" in text
 
 
 def test_report_targets_and_device_filter(bench_json, capsys):
