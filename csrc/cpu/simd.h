@@ -204,9 +204,10 @@ template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
 // the AVX-512 target themselves (simd_dispatch's run_avx512 inlines them).
 // - Comparisons give a 16-bit mask register and m_select blends with it.
 //   GCC 12 sometimes compiled the generic vector comparison and select
-//   lane by lane with branches even in AVX-512 code (in linear_act's
-//   backward for gelu, gelu-tanh and elu; -Wvector-operation-performance
-//   says "expanded piecewise"); the intrinsics leave it no choice.
+//   lane by lane with branches even in AVX-512 code (linear_act's backward
+//   for gelu and elu; -Wvector-operation-performance says "expanded
+//   piecewise", and setup.py now makes that an error); the intrinsics leave
+//   it no choice.
 // - vscalefps scales by 2^n in one instruction, handling the exponent's
 //   range itself; vrcp14ps gives 14 bits of 1 / x, and one Newton step the
 //   rest.
