@@ -6,6 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+# torch's CUDA build takes ~5.6 GB in the venv: say so up front rather than
+# fail halfway through pip with "No space left on device".
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  need_kb=$((7 * 1024 * 1024))
+  free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
+  if [ "$free_kb" -lt "$need_kb" ]; then
+    echo "setup.sh: $(pwd) has $((free_kb / 1024)) MB free; installing torch into .venv needs about 7 GB. Free some disk space and run again." >&2
+    exit 1
+  fi
+fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
