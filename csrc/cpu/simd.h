@@ -124,18 +124,25 @@ template <int W> inline IntV<W> to_bits(VFloatT<W> x) { return (IntV<W>)x.v; }
 // 2^k for integer k in [-126, 127], built from the exponent bits.
 template <int W> inline VFloatT<W> pow2(IntV<W> k) { return from_bits<W>((k + 127) << 23); }
 
-// exp(x) = 2^n (1 + q) with r = x - n ln2 in [-ln2/2, ln2/2] and q = expm1(r)
-// from its Taylor series to r^7 (truncation error < 2e-9 relative).
-// Returns q and sets n, and nf = n as a float. x must already be clamped to
-// |x| < 110.
-template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n, VFloatT<W>& nf) {
+// Range reduction for exp: n = round(x / ln 2) (nf the same as a float) and
+// r = x - n ln 2 in [-ln2/2, ln2/2], so that exp(x) = 2^n exp(r). x must
+// already be clamped to |x| < 110.
+template <int W> inline VFloatT<W> exp_range(VFloatT<W> x, IntV<W>& n, VFloatT<W>& nf) {
   using VFloat = VFloatT<W>;
   const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const VFloat t = x * VFloat(1.44269504088896341f) + shifter;
   n = to_bits(t) - to_bits(shifter);
   nf = t - shifter;
   // ln 2 split so that nf * kLn2Hi is exact for |n| < 2^11.
-  const VFloat r = (x - nf * VFloat(0.693145751953125f)) - nf * VFloat(1.428606765330187e-06f);
+  return (x - nf * VFloat(0.693145751953125f)) - nf * VFloat(1.428606765330187e-06f);
+}
+
+// q = expm1(r) from its Taylor series to r^7 (truncation error < 2e-9
+// relative), for the callers that need expm1's relative accuracy near 0.
+// Returns q and sets n and nf as exp_range does.
+template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n, VFloatT<W>& nf) {
+  using VFloat = VFloatT<W>;
+  const VFloat r = exp_range(x, n, nf);
   VFloat p(1.0f / 5040);
   p = p * r + VFloat(1.0f / 720);
   p = p * r + VFloat(1.0f / 120);
@@ -143,6 +150,20 @@ template <int W> inline VFloatT<W> exp_reduce(VFloatT<W> x, IntV<W>& n, VFloatT<
   p = p * r + VFloat(1.0f / 6);
   p = p * r + VFloat(0.5f);
   return r + r * r * p;
+}
+
+// exp(r) for r from exp_range: a degree-6 polynomial fitted for relative
+// error on [-ln2/2, ln2/2] (scripts/fit_polynomials.py; 1e-7 relative in
+// float32), six multiply-adds where 1 + exp_reduce's q takes eight
+// operations. For the callers that need exp itself (sigmoid, silu, gelu).
+template <int W> inline VFloatT<W> exp_reduced(VFloatT<W> r) {
+  using VFloat = VFloatT<W>;
+  static constexpr float kE[] = {1.000000001e+00f, 1.000000036e+00f, 4.999999149e-01f,
+                                 1.666642083e-01f, 4.166835803e-02f, 8.374771520e-03f,
+                                 1.382942060e-03f};
+  VFloat p(kE[6]);
+  for (int i = 5; i >= 0; --i) p = p * r + VFloat(kE[i]);
+  return p;
 }
 
 // min(x, hi) and max(x, lo); NaN stays NaN.
@@ -168,8 +189,8 @@ template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   IntV<W> n;
   VFloat nf;
-  const VFloat q = exp_reduce(clamp(x, -104.0f, 89.0f), n, nf);
-  return scale_pow2(VFloat(1.0f) + q, nf, n);
+  const VFloat r = exp_range(clamp(x, -104.0f, 89.0f), n, nf);
+  return scale_pow2(exp_reduced(r), nf, n);
 }
 
 // expm1(x) = 2^n q + (2^n - 1), exact in its last step for n == 0, so that
@@ -184,18 +205,23 @@ template <int W> inline VFloatT<W> m_expm1(VFloatT<W> x) {
   return m_select(big, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
 }
 
-// 1 / x for x >= 1 (and +inf, NaN): three Newton steps (six multiply-adds)
+// 1 / x for finite x in [1, 1e38]: three Newton steps (six multiply-adds)
 // from a bit-trick first guess instead of a vector division, a slow,
-// long-latency instruction; within the tests' tolerance above. Beyond 1e38 the
-// first guess would leave the float range, so x is capped there (1e-38 for
+// long-latency instruction; within the tests' tolerance above. (Beyond 1e38
+// the first guess would leave the float range.)
+template <int W> inline VFloatT<W> m_recip_finite(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  VFloat r = from_bits<W>(0x7EF311C3 - to_bits(x));
+  for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - x * r);
+  return r;
+}
+
+// 1 / x for any x >= 1 (and +inf, NaN): x is capped at 1e38 (1e-38 for
 // 1 / 3e38, far below any tolerance), and 1 / inf is 0 as a division gives.
 template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const Mask<W> infinite = x > VFloat(3.4028235e38f);
-  const VFloat capped = cap_above(x, 1e38f);
-  VFloat r = from_bits<W>(0x7EF311C3 - to_bits(capped));
-  for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - capped * r);
-  return m_select(infinite, VFloat(0.0f), r);
+  return m_select(infinite, VFloat(0.0f), m_recip_finite(cap_above(x, 1e38f)));
 }
 
 #ifdef MLPB_SIMD_DISPATCH
@@ -234,6 +260,12 @@ MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, 
   return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_scalef_ps(0xFFFF, (__m512)a.v, (__m512)nf.v));
 }
 
+// vrcp14ps gives 14 bits, one Newton step the rest.
+MLPB_TARGET_AVX512 inline VFloatT<16> m_recip_finite(VFloatT<16> x) {
+  using VFloat = VFloatT<16>;
+  const VFloat r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
+  return r * (VFloat(2.0f) - x * r);
+}
 // vrcp14ps gives exactly 0 for inf; the Newton step uses x capped at 3e38
 // so that it keeps that 0 rather than making inf * 0 = NaN.
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip(VFloatT<16> x) {
@@ -264,14 +296,14 @@ template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
   const VFloat q = exp_reduce(VFloat(2.0f) * ax, n, nf);
   const VFloat s = pow2<W>(n);
   const VFloat e = s * q + (s - VFloat(1.0f));
-  const VFloat d = m_recip(e + VFloat(2.0f));
+  const VFloat d = m_recip_finite(e + VFloat(2.0f));  // e < 5e8
   const VFloat t = m_select(ax < VFloat(0.5f), e * d, VFloat(1.0f) - VFloat(2.0f) * d);
   return copysign(t, x);
 }
 
 // Phi(x), the standard normal CDF: 0.5 erfc(-x / sqrt 2). With z = |x| / sqrt 2,
 // erfc(z) = exp(-z^2) R(t), t = 1 / (1 + z / 2), and R a degree-9 polynomial
-// in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10.25 (scripts/fit_erfcx.py;
+// in t fitted to exp(z^2) erfc(z) on 0 <= z <= 10.25 (scripts/fit_polynomials.py;
 // 3e-7 relative in float32). The negative tail is computed directly, not as
 // 1 - something, so it keeps its relative accuracy. |x| is capped at 14.5,
 // where exp(-x^2 / 2) < 2^-151 already rounds to 0 (Phi to 0 or 1): exp's
@@ -284,7 +316,7 @@ inline VFloatT<W> normcdf_and_pdf(VFloatT<W> x, VFloatT<W>* pdf) {
   using VFloat = VFloatT<W>;
   const VFloat ax = cap_above(abs(x), 14.5f);
   const VFloat z = ax * VFloat(0.70710678118654752f);
-  const VFloat t = m_recip(VFloat(1.0f) + VFloat(0.5f) * z);
+  const VFloat t = m_recip_finite(VFloat(1.0f) + VFloat(0.5f) * z);  // z <= 10.25
   static constexpr float kR[] = {
       -4.206208048e-06f, 2.821804551e-01f, 2.814901472e-01f, 2.477147472e-01f,
       1.879997917e-01f, 3.136382291e-03f, 2.395612892e-01f, -4.564179733e-01f,
@@ -293,8 +325,8 @@ inline VFloatT<W> normcdf_and_pdf(VFloatT<W> x, VFloatT<W>* pdf) {
   for (int i = 8; i >= 0; --i) half_r = half_r * t + VFloat(0.5f * kR[i]);
   IntV<W> n;
   VFloat nf;
-  const VFloat q = exp_reduce(-(z * z), n, nf);
-  const VFloat e = scale_pow2(VFloat(1.0f) + q, nf, n);  // exp(-x^2 / 2)
+  const VFloat r = exp_range(-(z * z), n, nf);
+  const VFloat e = scale_pow2(exp_reduced(r), nf, n);  // exp(-x^2 / 2)
   if (pdf) *pdf = e * VFloat(0.39894228040143267794f);
   const VFloat half_erfc = e * half_r;
   return m_select(x < VFloat(0.0f), half_erfc, VFloat(1.0f) - half_erfc);
