@@ -40,6 +40,9 @@ template <typename T> MLPB_HD T m_normcdf_pdf(T x, T& pdf) {
   pdf = m_exp(T(-0.5) * x * x) * T(0.39894228040143267794);
   return m_normcdf(x);
 }
+// GELU's x Phi(x) (the CPU's vector overload folds the product into Phi's
+// last step).
+template <typename T> MLPB_HD T m_gelu(T x) { return x * m_normcdf(x); }
 // 1 / x for x >= 1 (the denominators of sigmoid and silu); the CPU's vector
 // overload replaces the division by Newton steps.
 MLPB_HD float m_recip(float x) { return 1.0f / x; }
@@ -103,7 +106,7 @@ template <typename T> struct Elu {
 // Exact GELU: x * Phi(x), Phi the standard normal CDF.
 template <typename T> struct Gelu {
   static constexpr bool kFromOutput = false;
-  MLPB_HD T forward(T x) const { return x * m_normcdf(x); }
+  MLPB_HD T forward(T x) const { return m_gelu(x); }
   MLPB_HD T derivative(T x) const {
     T pdf;
     const T cdf = m_normcdf_pdf(x, pdf);

@@ -115,6 +115,12 @@ template <int W> inline VFloatT<W> m_select(Mask<W> c, VFloatT<W> a, VFloatT<W> 
   return VFloatT<W>(c.m ? a.v : b.v);
 }
 
+// c ? a * b : otherwise.
+template <int W>
+inline VFloatT<W> mul_where(Mask<W> c, VFloatT<W> a, VFloatT<W> b, VFloatT<W> otherwise) {
+  return m_select(c, a * b, otherwise);
+}
+
 // (C-style casts between vector types of one size reinterpret the bits.)
 template <int W> inline VFloatT<W> from_bits(IntV<W> bits) {
   return VFloatT<W>((typename VFloatT<W>::F)bits);
@@ -248,6 +254,11 @@ MLPB_TARGET_AVX512 inline Mask<16> operator<(VFloatT<16> a, VFloatT<16> b) {
 MLPB_TARGET_AVX512 inline VFloatT<16> m_select(Mask<16> c, VFloatT<16> a, VFloatT<16> b) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_mask_blend_ps(c.k, (__m512)b.v, (__m512)a.v));
 }
+MLPB_TARGET_AVX512 inline VFloatT<16> mul_where(Mask<16> c, VFloatT<16> a, VFloatT<16> b,
+                                                VFloatT<16> otherwise) {
+  return VFloatT<16>(
+      (VecTypes<16>::F)_mm512_mask_mul_ps((__m512)otherwise.v, c.k, (__m512)a.v, (__m512)b.v));
+}
 // vminps/vmaxps return their second operand when either is NaN: x goes second.
 MLPB_TARGET_AVX512 inline VFloatT<16> cap_above(VFloatT<16> x, float hi) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_min_ps(_mm512_set1_ps(hi), (__m512)x.v));
@@ -311,8 +322,10 @@ template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
 // Phi(x), and with it the density phi(x) = exp(-x^2 / 2) / sqrt(2 pi), whose
 // exponential Phi's tail computes anyway: GELU's derivative Phi(x) + x phi(x)
 // then takes one exp instead of two.
+// normcdf_tail gives the tail Phi(-|x|) = erfc(|x| / sqrt 2) / 2, which Phi
+// is for x < 0 and 1 - Phi for x >= 0.
 template <int W>
-inline VFloatT<W> normcdf_and_pdf(VFloatT<W> x, VFloatT<W>* pdf) {
+inline VFloatT<W> normcdf_tail(VFloatT<W> x, VFloatT<W>* pdf) {
   using VFloat = VFloatT<W>;
   const VFloat ax = cap_above(abs(x), 14.5f);
   const VFloat z = ax * VFloat(0.70710678118654752f);
@@ -328,16 +341,26 @@ inline VFloatT<W> normcdf_and_pdf(VFloatT<W> x, VFloatT<W>* pdf) {
   const VFloat r = exp_range(-(z * z), n, nf);
   const VFloat e = scale_pow2(exp_reduced(r), nf, n);  // exp(-x^2 / 2)
   if (pdf) *pdf = e * VFloat(0.39894228040143267794f);
-  const VFloat half_erfc = e * half_r;
-  return m_select(x < VFloat(0.0f), half_erfc, VFloat(1.0f) - half_erfc);
-}
-
-template <int W> inline VFloatT<W> m_normcdf(VFloatT<W> x) {
-  return normcdf_and_pdf<W>(x, nullptr);
+  return e * half_r;
 }
 
 template <int W> inline VFloatT<W> m_normcdf_pdf(VFloatT<W> x, VFloatT<W>& pdf) {
-  return normcdf_and_pdf(x, &pdf);
+  const VFloatT<W> tail = normcdf_tail(x, &pdf);
+  return m_select(x < VFloatT<W>(0.0f), tail, VFloatT<W>(1.0f) - tail);
+}
+
+template <int W> inline VFloatT<W> m_normcdf(VFloatT<W> x) {
+  const VFloatT<W> tail = normcdf_tail<W>(x, nullptr);
+  return m_select(x < VFloatT<W>(0.0f), tail, VFloatT<W>(1.0f) - tail);
+}
+
+// GELU, x Phi(x): x - |x| tail, one multiply-add, and for x < 0 x tail
+// instead, a masked multiplication (mul_where) with AVX-512. |x| is capped as
+// normcdf_tail caps it, so that +inf gives inf - 14.5 * 0, not inf * 0.
+template <int W> inline VFloatT<W> m_gelu(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  const VFloat tail = normcdf_tail<W>(x, nullptr);
+  return mul_where(x < VFloat(0.0f), x, tail, x - cap_above(abs(x), 14.5f) * tail);
 }
 
 // ---- dropout words ----
