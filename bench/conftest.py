@@ -6,38 +6,18 @@ work `inner` times and synchronises once, so launch latency is measured but
 not the host's wait; `python -m mlpbench.report` divides by `inner`.
 """
 
-import ctypes
 import os
-import sys
 import time
 
 import pytest
 import torch
 
-# Fair baselines (see README): no denormal slow-downs, no background compile
-# workers stalling a 2-core machine.
-torch.set_flush_denormal(True)
-os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+from mlpbench.fair_timing import fair_timing
 
-
-def _keep_freed_memory():
-    """Every op here, stock or fused, returns a fresh tensor. glibc hands
-    blocks over 32 MB back to the kernel when they are freed, so each call on
-    a 16M-element tensor then pays ~16k page faults (a 64 MB output cost 4-5x
-    a copy into a reused one, swamping the kernel being timed). Keep freed
-    memory in the heap instead, for stock and fused alike."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-_keep_freed_memory()
+# Fair baselines (see README and mlpbench/fair_timing.py), for stock and
+# fused alike: denormals flushed, one inductor compile thread, freed memory
+# kept in the heap.
+fair_timing()
 
 # torch.compile rows: one compiled graph per configuration, never the silent
 # eager fallback that hitting the recompile limit gives.

@@ -15,6 +15,7 @@ import time
 import torch
 
 from mlpbench import ops
+from mlpbench.fair_timing import fair_timing
 from mlpbench.reference import stock_linear_act
 
 
@@ -72,7 +73,7 @@ def main(argv=None):
     unknown = [a for a in args.acts if a not in ops.ACTIVATIONS or a == "maxout"]
     if unknown:
         parser.error(f"--acts: unknown or unsupported activation(s) {unknown}")
-    torch.set_flush_denormal(True)
+    fair_timing()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
           f"fwd+bwd, lower quartile of interleaved calls\n")
     print("| layer | act | floor | stock | fused | fused / stock |")
