@@ -214,17 +214,24 @@ void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
   for (size_t k = cols; k < acc.size(); ++k) sum[k % cols] += acc[k];
 }
 
-// Products up to this many multiply-adds each run concurrently (below).
-// Measured here on two threads, the two calls interleaved, time with /
-// without: 256->10 0.79 (batch 100) and 0.81 (batch 4096), 256->256 0.93 and
-// 784->256 0.92 at batch 100; but 1.03 for 1024->1024 at batch 100 and
-// 256->256 at batch 4096, and 0.95-0.99 for the largest layers.
+// Products of up to kConcurrentMaxMacs or from kConcurrentFromMacs
+// multiply-adds each run concurrently (below). Measured here on two threads,
+// the backward op's calls interleaved, time concurrent / one after the other:
+// - up to 2^25: 256->10 0.78-0.79 (batch 100 and 4096), 256->256 0.91-0.93
+//   and 784->256 0.91-0.94 at batch 100;
+// - between: 1.03-1.11 for 1024->1024 at batch 100, 0.97-1.04 for 256->256
+//   at batch 4096 (784->256 at batch 1024 gained, 0.92);
+// - from 2^29: 784->256 0.93-0.94 and 784->512 0.94-0.97 at batch 4096,
+//   1024->1024 0.97-0.98 at batch 512 and 1024, 0.99-1.01 at 4096,
+//   2048->2048 0.94-0.95 at batch 256: MKL's split of one large product
+//   across both threads loses a little more than two products side by side.
 constexpr int64_t kConcurrentMaxMacs = int64_t{1} << 25;
+constexpr int64_t kConcurrentFromMacs = int64_t{1} << 29;
 
 // The input gradients grad_pre @ weight and grad_pre^T @ x. Both products
-// take the same n * in * out multiply-adds, so on two threads small ones run
-// at once, each single-threaded on its own thread, rather than one after the
-// other with BLAS splitting each across both threads and synchronising.
+// take the same n * in * out multiply-adds, so on two threads small and large
+// ones run at once, each single-threaded on its own thread, rather than one
+// after the other with BLAS splitting each across both threads.
 // (Inside at::parallel_for, ATen and MKL run single-threaded. The dispatch
 // guard keeps a worker thread's own grad mode from recording the products.)
 std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
@@ -232,7 +239,8 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
                                                   const at::Tensor& weight,
                                                   std::array<bool, 3> output_mask) {
   const int64_t macs = call.n * grad_pre.size(1) * weight.size(1);
-  if (!(output_mask[0] && output_mask[1]) || macs > kConcurrentMaxMacs ||
+  const bool mid_sized = macs > kConcurrentMaxMacs && macs < kConcurrentFromMacs;
+  if (!(output_mask[0] && output_mask[1]) || mid_sized ||
       at::get_num_threads() != 2 || at::in_parallel_region()) {
     return input_grads(call, grad_pre, x, weight, output_mask);
   }
