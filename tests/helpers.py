@@ -10,7 +10,8 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason
 GRAD_ACTIVATIONS = [
     ("identity", {}), ("sigmoid", {}), ("tanh", {}), ("relu", {}),
     ("leaky_relu", {"negative_slope": 0.1}), ("elu", {"alpha": 1.3}), ("gelu", {}),
-    ("gelu", {"approximate": "tanh"}), ("silu", {}), ("maxout", {"pieces": 3}),
+    ("gelu", {"approximate": "tanh"}), ("silu", {}), ("maxout", {"pieces": 2}),
+    ("maxout", {"pieces": 3}),
 ]
 ELEMENTWISE = [a for a in GRAD_ACTIVATIONS if a[0] != "maxout"]
 

@@ -218,3 +218,20 @@ def test_large_batch_uses_every_row_block(device):
                           batch=(1000,))
     torch.testing.assert_close(ops.linear_act(x, w, b, "sigmoid"),
                                torch.sigmoid(F.linear(x, w, b)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_maxout_ties_go_to_the_first_piece(device, pieces):
+    """Where a unit's pieces are equal, the first one is the max: its argmax
+    is 0 and it alone gets the gradient (stock amax would split it)."""
+    x = torch.randn(6, 5, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.randn(4, 5, dtype=torch.float64, device=device).repeat_interleave(pieces, 0)
+    b = torch.randn(4, dtype=torch.float64, device=device).repeat_interleave(pieces)
+    w.requires_grad_()
+    y, arg = torch.ops.mlpbench.linear_act(x, w, b, "maxout", 0.01, 1.0, "none", pieces, 0.0, 0, 0)
+    assert torch.equal(arg, torch.zeros_like(arg))
+    torch.testing.assert_close(y, F.linear(x, w[::pieces], b[::pieces]))
+    (gw,) = torch.autograd.grad(y, w, torch.ones_like(y))
+    assert gw.unflatten(0, (4, pieces))[:, 1:].abs().sum() == 0
+    assert (gw.unflatten(0, (4, pieces))[:, 0] != 0).all()

@@ -38,17 +38,34 @@ int64_t rows_per_chunk(int64_t cols) {
   return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols));
 }
 
+// Maxout with two pieces (the lecture's) over `units` units: written without
+// branches so that the compiler vectorises it (the pairs de-interleaved by
+// permutes) in each instruction set's build; the same choice as below.
+template <typename T>
+void maxout_pairs(int64_t units, const T* __restrict acc, const T* __restrict bias,
+                  T* __restrict y, uint8_t* __restrict arg) {
+  for (int64_t j = 0; j < units; ++j) {
+    const T first = acc[2 * j] + bias[2 * j];
+    const T second = acc[2 * j + 1] + bias[2 * j + 1];
+    const bool take_second = second > first;
+    y[j] = take_second ? second : first;
+    arg[j] = take_second;
+  }
+}
+
 // Maxout's reduction of one row: the best of unit j's pieces (acc, out_rows
-// wide), plus its bias, into y[j]; the piece's index into arg[j].
+// wide), plus its bias (zeros: no bias), into y[j]; the first best piece's
+// index into arg[j].
 template <typename T>
 void maxout_row(int64_t out_cols, int64_t pieces, const T* acc, const T* bias, T* y,
                 uint8_t* arg) {
+  if (pieces == 2) return maxout_pairs(out_cols, acc, bias, y, arg);
   for (int64_t j = 0; j < out_cols; ++j) {
     const T* unit = acc + j * pieces;
-    T best = unit[0] + (bias ? bias[j * pieces] : T(0));
+    T best = unit[0] + bias[j * pieces];
     uint8_t best_piece = 0;
     for (int64_t s = 1; s < pieces; ++s) {
-      const T v = unit[s] + (bias ? bias[j * pieces + s] : T(0));
+      const T v = unit[s] + bias[j * pieces + s];
       if (v > best) {
         best = v;
         best_piece = static_cast<uint8_t>(s);
@@ -109,8 +126,10 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   T* yp = y.mutable_data_ptr<T>();
   T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
   uint8_t* argp = maxout ? aux.mutable_data_ptr<uint8_t>() : nullptr;
-  // Maxout adds its bias while it reduces the pieces.
+  // Maxout adds its bias while it reduces the pieces (zeros if none).
   const std::vector<T> pattern = bias && !maxout ? bias_pattern(bias, out_cols) : std::vector<T>();
+  const std::vector<T> no_bias(maxout && !bias ? call.out_rows : 0, T(0));
+  const T* maxout_bias = bias ? bias : no_bias.data();
 
   at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
     simd::simd_dispatch([&](auto lanes) {
@@ -118,9 +137,10 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
       with_activation<typename P::V>(spec, [&](auto act) {
         if (maxout) {
           for (int64_t r = r0; r < r1; ++r) {
-            maxout_row(out_cols, spec.pieces, accp + r * call.out_rows, bias, yp + r * out_cols,
-                       argp + r * out_cols);
+            maxout_row(out_cols, spec.pieces, accp + r * call.out_rows, maxout_bias,
+                       yp + r * out_cols, argp + r * out_cols);
           }
+          if (!mask) return;  // the epilogue would only copy y onto itself
         }
         const int64_t start = r0 * out_cols;
         epilogue_span<P>(act, mask, start, (r1 - r0) * out_cols, out_cols,
@@ -183,10 +203,23 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
   });
 }
 
+// maxout_grad_row for two pieces and no dropout, without branches (as
+// maxout_pairs, so that the compiler vectorises it).
+template <typename T>
+void maxout_grad_pairs(int64_t units, const T* __restrict gy, const uint8_t* __restrict arg,
+                       T* __restrict gp) {
+  for (int64_t j = 0; j < units; ++j) {
+    const bool second = arg[j] != 0;
+    gp[2 * j] = second ? T(0) : gy[j];
+    gp[2 * j + 1] = second ? gy[j] : T(0);
+  }
+}
+
 // Maxout's grad_pre of one row: each unit's gradient goes to its best piece.
 template <typename T>
 void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_cols,
                      int64_t pieces, const T* gy, const uint8_t* arg, T* gp) {
+  if (pieces == 2 && !mask) return maxout_grad_pairs(out_cols, gy, arg, gp);
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
   for (int64_t j = 0; j < out_cols; ++j) {
     T g = gy[j];
