@@ -3,6 +3,10 @@ level this machine can run: vector math against float64, dropout words against
 the scalar Philox, and the ops against stock PyTorch."""
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +131,17 @@ def test_set_simd_level_never_exceeds_the_cpu():
     _C.set_simd_level("avx512")
     assert ORDER.index(_C.simd_level()) <= ORDER.index(_C.best_simd_level())
     _C.set_simd_level(_C.best_simd_level())
+
+
+def test_vector_math_polynomials_are_the_fitted_ones():
+    """simd.h's exp and normal-CDF coefficients are what
+    scripts/fit_polynomials.py derives (so neither is edited alone)."""
+    root = Path(__file__).resolve().parents[1]
+    fitted = subprocess.run([sys.executable, str(root / "scripts" / "fit_polynomials.py")],
+                            capture_output=True, text=True, timeout=120, check=True).stdout
+    printed = re.findall(r"^(\w[\w ]*): (.*)$", fitted, re.M)
+    header = (root / "csrc" / "cpu" / "simd.h").read_text()
+    for name, array in (("exp_reduced", "kE"), ("normcdf_tail R", "kR")):
+        want = dict(printed)[name]
+        got = re.search(array + r"\[\] = \{([^}]*)\}", header).group(1)
+        assert got.split() == want.split(), (name, got, want)
