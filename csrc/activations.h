@@ -26,8 +26,9 @@ namespace mlpbench {
 // The global C math functions exist on host and device, for float and double.
 MLPB_HD float m_exp(float x) { return ::expf(x); }
 MLPB_HD double m_exp(double x) { return ::exp(x); }
-MLPB_HD float m_expm1(float x) { return ::expm1f(x); }
-MLPB_HD double m_expm1(double x) { return ::expm1(x); }
+// expm1(min(x, 0)), ELU's negative branch (NaN stays NaN).
+MLPB_HD float m_expm1_neg(float x) { return ::expm1f(x > 0.0f ? 0.0f : x); }
+MLPB_HD double m_expm1_neg(double x) { return ::expm1(x > 0.0 ? 0.0 : x); }
 MLPB_HD float m_tanh(float x) { return ::tanhf(x); }
 MLPB_HD double m_tanh(double x) { return ::tanh(x); }
 // Phi(x), the standard normal CDF, as 0.5 erfc(-x / sqrt 2): accurate in the
@@ -99,7 +100,7 @@ template <typename T> struct LeakyRelu {
 template <typename T> struct Elu {
   static constexpr bool kFromOutput = true;
   T alpha;
-  MLPB_HD T forward(T x) const { return m_select(x > T(0), x, alpha * m_expm1(x)); }
+  MLPB_HD T forward(T x) const { return m_select(x > T(0), x, alpha * m_expm1_neg(x)); }
   MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), y + alpha); }
 };
 

@@ -199,16 +199,16 @@ template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
   return scale_pow2(exp_reduced(r), nf, n);
 }
 
-// expm1(x) = 2^n q + (2^n - 1), exact in its last step for n == 0, so that
-// small x keep their relative accuracy.
-template <int W> inline VFloatT<W> m_expm1(VFloatT<W> x) {
+// expm1(min(x, 0)) (ELU's negative branch) = 2^n q + (2^n - 1), exact in its
+// last step for n == 0, so that small x keep their relative accuracy. Below
+// -88 it is -1 in float32; with x in [-88, 0], 2^n never overflows.
+template <int W> inline VFloatT<W> m_expm1_neg(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   IntV<W> n;
   VFloat nf;
-  const VFloat q = exp_reduce(clamp(x, -88.0f, 89.0f), n, nf);
-  const Mask<W> big = nf > VFloat(127.0f);  // 2^128 is not a float: use 2 * 2^127 (1 + q)
-  const VFloat s = m_select(big, VFloat(1.70141183e38f), pow2<W>(n));
-  return m_select(big, VFloat(2.0f) * (s + s * q), s * q + (s - VFloat(1.0f)));
+  const VFloat q = exp_reduce(cap_below(cap_above(x, 0.0f), -88.0f), n, nf);
+  const VFloat s = pow2<W>(n);
+  return s * q + (s - VFloat(1.0f));
 }
 
 // 1 / x for finite x in [1, 1e38]: three Newton steps (six multiply-adds)
@@ -298,7 +298,7 @@ template <int W> inline VFloatT<W> copysign(VFloatT<W> magnitude, VFloatT<W> sig
 // accuracy, and = 1 - 2 / (e + 2) from |x| = 0.5 on, which rounds only in the
 // last subtraction near 1 (1 + tanh(x) is what gelu's tanh form uses).
 // tanh rounds to 1 in float32 from |x| = 9.02 on, so |x| is capped at 10:
-// then n <= 29 and expm1 needs neither m_expm1's clamp nor its overflow case.
+// then n <= 29 and expm1 needs no clamp and no overflow case.
 template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat ax = cap_above(abs(x), 10.0f);
