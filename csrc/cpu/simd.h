@@ -323,11 +323,12 @@ template <int W> inline VFloatT<W> m_tanh(VFloatT<W> x) {
 // exponential Phi's tail computes anyway: GELU's derivative Phi(x) + x phi(x)
 // then takes one exp instead of two.
 // normcdf_tail gives the tail Phi(-|x|) = erfc(|x| / sqrt 2) / 2, which Phi
-// is for x < 0 and 1 - Phi for x >= 0.
+// is for x < 0 and 1 - Phi for x >= 0 (m_normcdf_pdf, m_gelu).
+constexpr float kNormcdfCap = 14.5f;
 template <int W>
 inline VFloatT<W> normcdf_tail(VFloatT<W> x, VFloatT<W>* pdf) {
   using VFloat = VFloatT<W>;
-  const VFloat ax = cap_above(abs(x), 14.5f);
+  const VFloat ax = cap_above(abs(x), kNormcdfCap);
   const VFloat z = ax * VFloat(0.70710678118654752f);
   const VFloat t = m_recip_finite(VFloat(1.0f) + VFloat(0.42f) * z);  // z <= 10.25
   static constexpr float kR[] = {
@@ -349,18 +350,13 @@ template <int W> inline VFloatT<W> m_normcdf_pdf(VFloatT<W> x, VFloatT<W>& pdf) 
   return m_select(x < VFloatT<W>(0.0f), tail, VFloatT<W>(1.0f) - tail);
 }
 
-template <int W> inline VFloatT<W> m_normcdf(VFloatT<W> x) {
-  const VFloatT<W> tail = normcdf_tail<W>(x, nullptr);
-  return m_select(x < VFloatT<W>(0.0f), tail, VFloatT<W>(1.0f) - tail);
-}
-
 // GELU, x Phi(x): x - |x| tail, one multiply-add, and for x < 0 x tail
 // instead, a masked multiplication (mul_where) with AVX-512. |x| is capped as
 // normcdf_tail caps it, so that +inf gives inf - 14.5 * 0, not inf * 0.
 template <int W> inline VFloatT<W> m_gelu(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat tail = normcdf_tail<W>(x, nullptr);
-  return mul_where(x < VFloat(0.0f), x, tail, x - cap_above(abs(x), 14.5f) * tail);
+  return mul_where(x < VFloat(0.0f), x, tail, x - cap_above(abs(x), kNormcdfCap) * tail);
 }
 
 // ---- dropout words ----
