@@ -53,7 +53,7 @@ def _want_cuda():
 
 
 def _extension():
-    sources = ["csrc/ops.cpp", "csrc/autograd.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -Wno-psabi: simd.h passes 64-byte vectors by value, only inside
     # functions that are always inlined into one instruction set (simd_dispatch).
     # -Werror=vector-operation-performance: fail the build where GCC would

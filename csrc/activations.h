@@ -1,15 +1,20 @@
-// Every activation of the lecture, written once: a small functor with its
-// forward and its derivative, shared by the CPU kernels, the CUDA kernels and
-// the C++ functor tests. Compiled by nvcc the members become __host__ __device__.
-// T is float or double, or on the CPU the vector simd::VFloatT<W>: the
-// functors use only arithmetic, comparisons, m_select and the m_* math
-// functions, which simd.h overloads for VFloatT (found by argument-dependent
-// lookup).
+// Every activation of the lecture, written once: a row of the activation
+// table (kActivations: name, parameters, what backward saves, cost), and a
+// small functor with its forward and its derivative, shared by the CPU
+// kernels, the CUDA kernels, the autograd composites (autograd.cpp) and the
+// C++ functor tests. Compiled by nvcc the members become __host__ __device__.
+// T is float or double, on the CPU the vector simd::VFloatT<W>, or in
+// autograd.cpp a tensor expression: the functors use only arithmetic,
+// comparisons, m_select and the m_* math functions, which those types
+// overload (found by argument-dependent lookup).
 //
-// A functor whose derivative is a function of its OUTPUT sets
-// `kFromOutput = true` and its `derivative(y)` takes y = forward(x); the others
-// (gelu, silu) take the pre-activation x. Saving the output instead of the
-// input is what lets linear_act keep a single tensor per layer for backward.
+// A functor whose row saves the OUTPUT has kFromOutput = true and its
+// `derivative(y)` takes y = forward(x); the others (gelu, silu) take the
+// pre-activation x. Saving the output instead of the input is what lets
+// linear_act keep a single tensor per layer for backward.
+//
+// Adding an activation: a row in kActivations (and its Act), a functor, a
+// case in with_activation, and its stock reference in mlpbench/reference.py.
 #pragma once
 
 #include <cmath>
@@ -51,10 +56,60 @@ MLPB_HD double m_recip(double x) { return 1.0 / x; }
 // c ? a : b, written as a function so that vector types can overload it.
 template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
-// Names as strings are mapped in ops.cpp (parse_activation).
 enum class Act : int8_t {
   Identity, Sigmoid, Tanh, Relu, LeakyRelu, Elu, Gelu, GeluTanh, Silu, Maxout, Step
 };
+
+// What backward keeps of the forward to compute the derivative.
+enum class Saves : int8_t { Nothing, Input, Output, Argmax };
+// How costly a pass is per element: Exp ones evaluate an exponential and are
+// worth splitting between threads on smaller tensors than Cheap ones.
+enum class Cost : int8_t { Cheap, Exp };
+// The scalar parameters an activation reads (a bit mask).
+enum ActParam : unsigned { kNoParams = 0, kNegativeSlope = 1, kAlpha = 2, kApproximate = 4, kPieces = 8 };
+
+// The activation table: one row per Act, in the enum's order. Parsing, what
+// autograd saves, the CPU kernels' thread split and the Python side
+// (mlpbench._C.activations()) all read it. gelu's two forms share the name
+// "gelu"; `approximate` tells them apart.
+struct ActInfo {
+  Act act;
+  const char* name;
+  const char* approximate;  // "none" / "tanh" for gelu's forms, else nullptr
+  unsigned params;          // ActParam bits
+  Saves saves;
+  bool differentiable;
+  bool elementwise;         // maxout reduces each unit's pieces
+  Cost forward_cost, backward_cost;
+};
+
+inline constexpr ActInfo kActivations[] = {
+    {Act::Identity, "identity", nullptr, kNoParams, Saves::Nothing, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::Sigmoid, "sigmoid", nullptr, kNoParams, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Tanh, "tanh", nullptr, kNoParams, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Relu, "relu", nullptr, kNoParams, Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::LeakyRelu, "leaky_relu", nullptr, kNegativeSlope, Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::Elu, "elu", nullptr, kAlpha, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Gelu, "gelu", "none", kApproximate, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::GeluTanh, "gelu", "tanh", kApproximate, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::Silu, "silu", nullptr, kNoParams, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::Maxout, "maxout", nullptr, kPieces, Saves::Argmax, true, false, Cost::Cheap, Cost::Cheap},
+    {Act::Step, "step", nullptr, kNoParams, Saves::Nothing, false, true, Cost::Cheap, Cost::Cheap},
+};
+inline constexpr int kNumActivations = sizeof(kActivations) / sizeof(kActivations[0]);
+
+constexpr const ActInfo& act_info(Act act) { return kActivations[static_cast<int>(act)]; }
+constexpr bool rows_in_enum_order() {
+  for (int i = 0; i < kNumActivations; ++i) {
+    if (static_cast<int>(kActivations[i].act) != i) return false;
+  }
+  return true;
+}
+static_assert(rows_in_enum_order(), "kActivations must list every Act in the enum's order");
+static_assert(static_cast<int>(Act::Step) + 1 == kNumActivations, "a row for every Act");
+
+// Whether Act a's derivative reads the forward's output (else its input).
+constexpr bool from_output(Act a) { return act_info(a).saves == Saves::Output; }
 
 // Scalar parameters some activations take; the others ignore them.
 struct ActParams {
@@ -63,50 +118,53 @@ struct ActParams {
 };
 
 template <typename T> struct Identity {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::Identity);
   MLPB_HD T forward(T x) const { return x; }
   MLPB_HD T derivative(T) const { return T(1); }
 };
 
 template <typename T> struct Sigmoid {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::Sigmoid);
   MLPB_HD T forward(T x) const { return m_recip(T(1) + m_exp(-x)); }
   MLPB_HD T derivative(T y) const { return y * (T(1) - y); }
 };
 
 template <typename T> struct Tanh {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::Tanh);
   MLPB_HD T forward(T x) const { return m_tanh(x); }
   MLPB_HD T derivative(T y) const { return T(1) - y * y; }
 };
 
-// ReLU'(0) = 0, as torch's threshold_backward; relu(NaN) = NaN, as torch's.
+// As torch's relu and threshold_backward: ReLU'(0) = 0, relu(NaN) = NaN,
+// and a NaN output passes the gradient on. (Written with <= 0 in both, so
+// that the composite's derivative at 0 is the kernels' 0 too.)
 template <typename T> struct Relu {
-  static constexpr bool kFromOutput = true;
-  MLPB_HD T forward(T x) const { return m_select(x < T(0), T(0), x); }
-  MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), T(0)); }
+  static constexpr bool kFromOutput = from_output(Act::Relu);
+  MLPB_HD T forward(T x) const { return m_select(x <= T(0), T(0), x); }
+  MLPB_HD T derivative(T y) const { return m_select(y <= T(0), T(0), T(1)); }
 };
 
 // Needs negative_slope >= 0 so that the sign of y is the sign of x.
 template <typename T> struct LeakyRelu {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::LeakyRelu);
   T slope;
   MLPB_HD T forward(T x) const { return m_select(x > T(0), x, x * slope); }
   MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), slope); }
 };
 
 // For x <= 0: y = alpha (e^x - 1), so dy/dx = alpha e^x = y + alpha.
-// Needs alpha >= 0 so that y > 0 exactly when x > 0.
+// Needs alpha >= 0 so that y > 0 exactly when x > 0. A NaN output passes the
+// gradient on, as torch's elu_backward does.
 template <typename T> struct Elu {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::Elu);
   T alpha;
   MLPB_HD T forward(T x) const { return m_select(x > T(0), x, alpha * m_expm1_neg(x)); }
-  MLPB_HD T derivative(T y) const { return m_select(y > T(0), T(1), y + alpha); }
+  MLPB_HD T derivative(T y) const { return m_select(y <= T(0), y + alpha, T(1)); }
 };
 
 // Exact GELU: x * Phi(x), Phi the standard normal CDF.
 template <typename T> struct Gelu {
-  static constexpr bool kFromOutput = false;
+  static constexpr bool kFromOutput = from_output(Act::Gelu);
   MLPB_HD T forward(T x) const { return m_gelu(x); }
   MLPB_HD T derivative(T x) const {
     T pdf;
@@ -117,12 +175,15 @@ template <typename T> struct Gelu {
 
 // GELU with approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 template <typename T> struct GeluTanh {
-  static constexpr bool kFromOutput = false;
+  static constexpr bool kFromOutput = from_output(Act::GeluTanh);
   MLPB_HD T forward(T x) const {
     const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
     return T(0.5) * x * (T(1) + m_tanh(inner));
   }
+  // x is capped at +-20, where the derivative is already exactly 1 or 0 in
+  // float32: beyond, x^3 would overflow and give 0 * inf = NaN.
   MLPB_HD T derivative(T x) const {
+    x = m_select(x > T(20), T(20), m_select(x < T(-20), T(-20), x));
     const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
     const T t = m_tanh(inner);
     const T dinner = T(0.79788456080286535588) * (T(1) + T(3 * 0.044715) * x * x);
@@ -132,7 +193,7 @@ template <typename T> struct GeluTanh {
 
 // SiLU (swish): x * sigmoid(x); derivative s (1 + x (1 - s)).
 template <typename T> struct Silu {
-  static constexpr bool kFromOutput = false;
+  static constexpr bool kFromOutput = from_output(Act::Silu);
   MLPB_HD T forward(T x) const { return x * m_recip(T(1) + m_exp(-x)); }
   MLPB_HD T derivative(T x) const {
     const T s = m_recip(T(1) + m_exp(-x));
@@ -143,9 +204,36 @@ template <typename T> struct Silu {
 // Heaviside step with step(0) = 0. Forward only: its derivative is zero almost
 // everywhere and useless for training, so the backward kernels refuse it.
 template <typename T> struct Step {
-  static constexpr bool kFromOutput = true;
+  static constexpr bool kFromOutput = from_output(Act::Step);
   MLPB_HD T forward(T x) const { return m_select(x > T(0), T(1), T(0)); }
   MLPB_HD T derivative(T) const { return T(0); }
 };
+
+// The parsed activation of an op call: which one, its scalar parameters, and
+// for maxout its pieces (rows of weight per output unit; 1 for the others).
+struct ActSpec {
+  Act act = Act::Relu;
+  ActParams params;
+  int64_t pieces = 1;
+};
+
+// Calls f(functor) with the elementwise functor of `spec` for scalar type T.
+// Maxout is not elementwise: its "activation" after the max is the identity.
+template <typename T, typename F>
+void with_activation(const ActSpec& spec, F&& f) {
+  switch (spec.act) {
+    case Act::Identity:
+    case Act::Maxout: f(Identity<T>{}); return;
+    case Act::Sigmoid: f(Sigmoid<T>{}); return;
+    case Act::Tanh: f(Tanh<T>{}); return;
+    case Act::Relu: f(Relu<T>{}); return;
+    case Act::LeakyRelu: f(LeakyRelu<T>{static_cast<T>(spec.params.negative_slope)}); return;
+    case Act::Elu: f(Elu<T>{static_cast<T>(spec.params.alpha)}); return;
+    case Act::Gelu: f(Gelu<T>{}); return;
+    case Act::GeluTanh: f(GeluTanh<T>{}); return;
+    case Act::Silu: f(Silu<T>{}); return;
+    case Act::Step: f(Step<T>{}); return;
+  }
+}
 
 }  // namespace mlpbench

@@ -2,11 +2,19 @@
 // here rather than with torch.library.register_autograd keeps Python out of
 // every forward and backward call: on the lecture's small layers (256 -> 10,
 // batch 100) that per-call overhead costs more than the kernels themselves.
+//
+// First-order backward runs the backward kernels. Where they have no
+// derivative of their own, the ops switch to their ATen compositions
+// (composite.h), which autograd differentiates in any mode: when an input
+// carries a forward-mode tangent, under torch.func transforms, and in
+// backward with create_graph (double backward). No path returns a silent zero.
+#include <ATen/FuncTorchTLS.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <string>
 
+#include "composite.h"
 #include "op_args.h"
 #include "op_handles.h"
 
@@ -16,6 +24,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+bool defined(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
 // Whether autograd has anything to record: grad mode on and some input
 // requiring grad. When not (inference, no_grad, frozen weights on a plain
 // input), the ops skip the autograd node and its saved state altogether.
@@ -23,108 +33,157 @@ bool records_grad(const at::Tensor& a, const at::Tensor* b = nullptr,
                   const std::optional<at::Tensor>* c = nullptr) {
   return at::GradMode::is_enabled() &&
          (a.requires_grad() || (b && b->requires_grad()) ||
-          (c && c->has_value() && (*c)->defined() && (*c)->requires_grad()));
+          (c && defined(*c) && (*c)->requires_grad()));
 }
 
-// What backward needs besides x and weight: the output y for the
-// output-derivable activations, the forward's aux otherwise (pre-activation
-// for gelu/silu, argmax for maxout, empty for identity and step).
-bool derivative_from_output(Act act) {
-  return act == Act::Sigmoid || act == Act::Tanh || act == Act::Relu || act == Act::LeakyRelu ||
-         act == Act::Elu;
+// Whether the composition must stand in for the kernels' Function: an input
+// carries a forward-mode AD tangent (torch.autograd.forward_ad, torch.func.jvp
+// / jacfwd: the dispatcher sees level 0), or a torch.func transform is active
+// (grad, vjp, jacrev, hessian), which cannot trace a C++ autograd Function.
+bool in_functorch_transform() {
+  const auto& tls = at::functorch::functorchTLSAccessor();
+  if (!tls) return false;  // no transform ever ran on this thread
+  try {
+    tls->checkSupportsCppAutogradFunction();  // the check Function::apply makes
+    return false;
+  } catch (const c10::Error&) {
+    return true;
+  }
+}
+
+bool needs_composite(const at::Tensor& a, const at::Tensor* b = nullptr,
+                     const std::optional<at::Tensor>* c = nullptr) {
+  return a._fw_grad(0).defined() || (b && b->_fw_grad(0).defined()) ||
+         (c && defined(*c) && (*c)->_fw_grad(0).defined()) || in_functorch_transform();
+}
+
+// linear_act's parsed arguments, kept in autograd's saved data as they are.
+struct SavedLinearActArgs : torch::CustomClassHolder {
+  explicit SavedLinearActArgs(const LinearActArgs& a) : args(a) {}
+  LinearActArgs args;
+};
+
+// The ops' calls from parsed arguments (names and strings from the table).
+std::tuple<at::Tensor, at::Tensor> call_linear_act(const at::Tensor& x, const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias,
+                                                   const LinearActArgs& a,
+                                                   const std::optional<at::Tensor>& seed) {
+  return op_handles::linear_act().call(x, weight, bias, act_info(a.spec.act).name,
+                                       a.spec.params.negative_slope, a.spec.params.alpha,
+                                       approximate_of(a.spec), a.spec.pieces, a.dropout_p, seed,
+                                       a.offset);
 }
 
 struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
                                const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                               const std::string& activation, double negative_slope,
-                               double alpha, const std::string& approximate, int64_t pieces,
-                               double dropout_p, int64_t seed, int64_t offset) {
+                               const LinearActArgs& args, const std::optional<at::Tensor>& seed) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [y, aux] = op_handles::linear_act().call(x, weight, bias, activation, negative_slope,
-                                                  alpha, approximate, pieces, dropout_p, seed,
-                                                  offset);
+    auto [y, aux] = call_linear_act(x, weight, bias, args, seed);
     ctx->mark_non_differentiable({aux});
     // aux never has a gradient; by default autograd would hand backward a
     // zero-filled one of its size every call (n x out floats for gelu/silu).
     ctx->set_materialize_grads(false);
-    const ActSpec spec = parse_activation("linear_act", activation, negative_slope, alpha,
-                                          approximate, pieces);
-    ctx->save_for_backward({x, weight, derivative_from_output(spec.act) ? y : aux});
-    ctx->saved_data["activation"] = activation;
-    ctx->saved_data["negative_slope"] = negative_slope;
-    ctx->saved_data["alpha"] = alpha;
-    ctx->saved_data["approximate"] = approximate;
-    ctx->saved_data["pieces"] = pieces;
-    ctx->saved_data["dropout_p"] = dropout_p;
-    ctx->saved_data["seed"] = seed;
-    ctx->saved_data["offset"] = offset;
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    // x and weight for the products, y or aux for the derivative; bias and
+    // seed for double backward's recomputation and the mask.
+    ctx->save_for_backward({x, weight, from_output(args.spec.act) ? y : aux,
+                            defined(bias) ? *bias : at::Tensor(),
+                            defined(seed) ? *seed : at::Tensor()});
+    ctx->saved_data["args"] = at::IValue::make_capsule(c10::make_intrusive<SavedLinearActArgs>(args));
     return {y, aux};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list out(11);
+    variable_list out(5);
     if (!grads[0].defined()) return out;  // y took no part in the loss
     const auto saved = ctx->get_saved_variables();
-    const auto& d = ctx->saved_data;
-    const std::array<bool, 3> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-                                      d.at("has_bias").toBool() && ctx->needs_input_grad(2)};
+    const LinearActArgs& args =
+        static_cast<SavedLinearActArgs*>(ctx->saved_data.at("args").toCapsule().get())->args;
+    const std::optional<at::Tensor> bias = saved[3].defined() ? std::optional(saved[3]) : std::nullopt;
+    const std::optional<at::Tensor> seed = saved[4].defined() ? std::optional(saved[4]) : std::nullopt;
+    const std::array<bool, 3> wanted = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                        bias.has_value() && ctx->needs_input_grad(2)};
+    if (at::GradMode::is_enabled()) {
+      // create_graph: the gradient of the composition, itself differentiable.
+      const at::Tensor y = linear_act_composite(saved[0], saved[1], bias, args, seed).first;
+      const at::Tensor inputs[3] = {saved[0], saved[1], bias.value_or(at::Tensor())};
+      std::vector<at::Tensor> wrt;
+      for (int i = 0; i < 3; ++i) {
+        if (wanted[i]) wrt.push_back(inputs[i]);
+      }
+      const auto got = torch::autograd::grad({y}, wrt, {grads[0]}, /*retain_graph=*/true,
+                                             /*create_graph=*/true, /*allow_unused=*/true);
+      for (int i = 0, k = 0; i < 3; ++i) {
+        if (wanted[i]) out[i] = got[k++];
+      }
+      return out;
+    }
+    const ActSpec& spec = args.spec;
     auto [gx, gw, gb] = op_handles::linear_act_backward().call(
-        grads[0], saved[0], saved[1], saved[2], d.at("activation").toStringRef(),
-        d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
-        d.at("approximate").toStringRef(), d.at("pieces").toInt(), d.at("dropout_p").toDouble(),
-        d.at("seed").toInt(), d.at("offset").toInt(), mask);
-    if (mask[0]) out[0] = gx;
-    if (mask[1]) out[1] = gw;
-    if (mask[2]) out[2] = gb;
+        grads[0], saved[0], saved[1], saved[2], act_info(spec.act).name,
+        spec.params.negative_slope, spec.params.alpha, approximate_of(spec), spec.pieces,
+        args.dropout_p, seed, args.offset, wanted);
+    if (wanted[0]) out[0] = gx;
+    if (wanted[1]) out[1] = gw;
+    if (wanted[2]) out[2] = gb;
     return out;
   }
 };
 
 struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const std::string& name,
-                            double negative_slope, double alpha,
-                            const std::string& approximate) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const ActSpec& spec) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    at::Tensor y = op_handles::activation().call(x, name, negative_slope, alpha, approximate);
-    const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
-    // Identity and step pass their output; their derivative never reads it.
-    const bool from_input = spec.act == Act::Gelu || spec.act == Act::GeluTanh ||
-                            spec.act == Act::Silu;
-    ctx->save_for_backward({from_input ? x : y});
-    ctx->saved_data["name"] = name;
-    ctx->saved_data["negative_slope"] = negative_slope;
-    ctx->saved_data["alpha"] = alpha;
-    ctx->saved_data["approximate"] = approximate;
+    const ActInfo& info = act_info(spec.act);
+    at::Tensor y = op_handles::activation().call(x, info.name, spec.params.negative_slope,
+                                                 spec.params.alpha, approximate_of(spec));
+    // Identity and step keep their output: their derivative never reads it.
+    ctx->save_for_backward({info.saves == Saves::Input ? x : y});
+    ctx->saved_data["act"] = static_cast<int64_t>(spec.act);
+    ctx->saved_data["negative_slope"] = spec.params.negative_slope;
+    ctx->saved_data["alpha"] = spec.params.alpha;
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto& d = ctx->saved_data;
-    at::Tensor gx = op_handles::activation_backward().call(
-        grads[0], ctx->get_saved_variables()[0], d.at("name").toStringRef(),
-        d.at("negative_slope").toDouble(), d.at("alpha").toDouble(),
-        d.at("approximate").toStringRef());
-    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    ActSpec spec;
+    spec.act = static_cast<Act>(d.at("act").toInt());
+    spec.params.negative_slope = d.at("negative_slope").toDouble();
+    spec.params.alpha = d.at("alpha").toDouble();
+    const at::Tensor saved = ctx->get_saved_variables()[0];
+    at::Tensor gx;
+    if (at::GradMode::is_enabled()) {
+      // create_graph: act'(saved) through ATen ops; a saved output carries
+      // this node in its history, so the product is differentiable in x.
+      check_differentiable("activation_backward", spec);
+      gx = grads[0].mul(derivative_composite(saved, spec));
+    } else {
+      gx = op_handles::activation_backward().call(grads[0], saved, act_info(spec.act).name,
+                                                  spec.params.negative_slope, spec.params.alpha,
+                                                  approximate_of(spec));
+    }
+    return {gx, at::Tensor()};
   }
 };
 
 // Dropout's backward is dropout of the gradient with the same (p, seed,
-// offset): nothing but those three numbers is kept.
+// offset): nothing but those three is kept. Through the dispatcher, so that
+// with create_graph it records its own node (dropout is linear).
 struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p, int64_t seed,
-                            int64_t offset) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p,
+                            const std::optional<at::Tensor>& seed, int64_t offset) {
     at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({defined(seed) ? *seed : at::Tensor()});
     ctx->saved_data["p"] = p;
-    ctx->saved_data["seed"] = seed;
     ctx->saved_data["offset"] = offset;
     return op_handles::dropout().call(x, p, seed, offset);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto& d = ctx->saved_data;
-    return {op_handles::dropout().call(grads[0], d.at("p").toDouble(), d.at("seed").toInt(),
+    const at::Tensor seed = ctx->get_saved_variables()[0];
+    return {op_handles::dropout().call(grads[0], d.at("p").toDouble(),
+                                       seed.defined() ? std::optional(seed) : std::nullopt,
                                        d.at("offset").toInt()),
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -133,30 +192,48 @@ struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
 std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
-    int64_t offset) {
-  if (!records_grad(x, &weight, &bias)) {
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset) {
+  const bool composite = needs_composite(x, &weight, &bias);
+  if (!composite && !records_grad(x, &weight, &bias)) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return op_handles::linear_act().call(x, weight, bias, activation, negative_slope, alpha,
                                          approximate, pieces, dropout_p, seed, offset);
   }
-  auto out = LinearActFunction::apply(x, weight, bias, std::string(activation), negative_slope,
-                                      alpha, std::string(approximate), pieces, dropout_p, seed,
-                                      offset);
+  const LinearActArgs args = parse_linear_act_args("linear_act", activation, negative_slope,
+                                                   alpha, approximate, pieces, dropout_p, offset);
+  if (composite) {
+    check_linear_act_inputs("linear_act", x, weight, bias, args.spec);
+    check_seed("linear_act", dropout_p, seed);
+    auto [y, aux] = linear_act_composite(x, weight, bias, args, seed);
+    return {y, aux};
+  }
+  auto out = LinearActFunction::apply(x, weight, bias, args, seed);
   return {out[0], out[1]};
 }
 
 at::Tensor activation_autograd(const at::Tensor& x, c10::string_view name, double negative_slope,
                                double alpha, c10::string_view approximate) {
-  if (!records_grad(x)) {
+  const bool composite = needs_composite(x);
+  if (!composite && !records_grad(x)) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return op_handles::activation().call(x, name, negative_slope, alpha, approximate);
   }
-  return ActivationFunction::apply(x, std::string(name), negative_slope, alpha,
-                                   std::string(approximate));
+  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
+  if (composite) {
+    check_float_tensor("activation", "x", x);
+    return activation_composite(x, spec);
+  }
+  return ActivationFunction::apply(x, spec);
 }
 
-at::Tensor dropout_autograd(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+at::Tensor dropout_autograd(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
+                            int64_t offset) {
+  if (needs_composite(x)) {
+    parse_dropout("dropout", p, seed, offset);
+    check_float_tensor("dropout", "x", x);
+    return dropout_composite(x, p, seed, offset);
+  }
   if (!records_grad(x)) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return op_handles::dropout().call(x, p, seed, offset);

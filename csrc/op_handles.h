@@ -1,6 +1,7 @@
 // Typed handles of the registered ops, for the C++ code that calls them
-// through the dispatcher: the autograd kernels (autograd.cpp) and the Python
-// entry points (python_module.cpp), which skip torch.ops' Python-side boxing.
+// through the dispatcher: the autograd kernels (autograd.cpp, composite.cpp)
+// and the Python entry points (python_module.cpp), which skip torch.ops'
+// Python-side boxing.
 #pragma once
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -11,17 +12,19 @@
 
 namespace mlpbench::op_handles {
 
+using Seed = const std::optional<at::Tensor>&;
 using LinearActSig = std::tuple<at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
-    double, double, c10::string_view, int64_t, double, int64_t, int64_t);
+    double, double, c10::string_view, int64_t, double, Seed, int64_t);
 using LinearActBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
-    double, double, c10::string_view, int64_t, double, int64_t, int64_t, std::array<bool, 3>);
+    double, double, c10::string_view, int64_t, double, Seed, int64_t, std::array<bool, 3>);
 using ActivationSig = at::Tensor(const at::Tensor&, c10::string_view, double, double,
                                  c10::string_view);
 using ActivationBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
                                          double, double, c10::string_view);
-using DropoutSig = at::Tensor(const at::Tensor&, double, int64_t, int64_t);
+using DropoutSig = at::Tensor(const at::Tensor&, double, Seed, int64_t);
+using DrawSeedSig = at::Tensor();
 
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> find_op(const char* name) {
@@ -47,6 +50,10 @@ inline const c10::TypedOperatorHandle<ActivationBackwardSig>& activation_backwar
 }
 inline const c10::TypedOperatorHandle<DropoutSig>& dropout() {
   static const auto op = find_op<DropoutSig>("mlpbench::dropout");
+  return op;
+}
+inline const c10::TypedOperatorHandle<DrawSeedSig>& draw_seed() {
+  static const auto op = find_op<DrawSeedSig>("mlpbench::draw_seed");
   return op;
 }
 

@@ -74,6 +74,14 @@ struct DropoutMask {
   }
 };
 
+// One element through dropout: v / keep_prob where kept, v * 0 where dropped
+// (0, or NaN for a NaN or infinite v, as stock's v * mask). Dividing, rather
+// than multiplying by a rounded 1 / keep_prob, gives the same bits on every
+// device.
+template <typename T> MLPB_HD T dropout_value(bool kept, T v, T keep_prob) {
+  return kept ? v / keep_prob : v * T(0);
+}
+
 // Host side: the mask for probability p (already checked to lie in [0, 1]).
 inline DropoutMask make_dropout_mask(double p, uint64_t seed, uint64_t offset) {
   DropoutMask mask;

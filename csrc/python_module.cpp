@@ -1,11 +1,11 @@
 // The Python extension module. Importing it runs the TORCH_LIBRARY
-// registrations of the other sources; it also exposes the raw Philox
-// generator so that tests can check it against the published vectors, and
-// direct entry points to the ops (see ops_entry_points below).
-#include <ATen/CPUGeneratorImpl.h>
+// registrations of the other sources; it also exposes the activation table,
+// the raw Philox generator (tests check it against the published vectors),
+// and direct entry points to the ops (see ops_entry_points below).
 #include <torch/extension.h>
 
-#include <mutex>
+#include <string>
+#include <utility>
 
 #include "op_args.h"
 #include "op_handles.h"
@@ -30,10 +30,11 @@ std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
 // must see torch.ops to put the op in its graph.
 void ops_entry_points(pybind11::module_& m) {
   namespace oh = mlpbench::op_handles;
+  using Seed = std::optional<at::Tensor>;
   m.def("linear_act", [](const at::Tensor& x, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const std::string& activation,
                          double negative_slope, double alpha, const std::string& approximate,
-                         int64_t pieces, double dropout_p, int64_t seed, int64_t offset) {
+                         int64_t pieces, double dropout_p, const Seed& seed, int64_t offset) {
     return oh::linear_act().call(x, weight, bias, activation, negative_slope, alpha, approximate,
                                  pieces, dropout_p, seed, offset);
   }, pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"),
@@ -45,9 +46,39 @@ void ops_entry_points(pybind11::module_& m) {
     return oh::activation().call(x, name, negative_slope, alpha, approximate);
   }, pybind11::arg("x"), pybind11::arg("name"), pybind11::arg("negative_slope"),
         pybind11::arg("alpha"), pybind11::arg("approximate"));
-  m.def("dropout", [](const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+  m.def("dropout", [](const at::Tensor& x, double p, const Seed& seed, int64_t offset) {
     return oh::dropout().call(x, p, seed, offset);
   }, pybind11::arg("x"), pybind11::arg("p"), pybind11::arg("seed"), pybind11::arg("offset"));
+  // Through the dispatcher too, so that torch.jit.trace records the draw.
+  m.def("draw_seed", [] { return oh::draw_seed().call(); },
+        "A fresh dropout seed (one-element int64 tensor) from torch's default generator");
+}
+
+// The activation table (activations.h) as Python sees it: one dict per name.
+pybind11::list activations() {
+  using mlpbench::Saves;
+  static const char* const kSaves[] = {"nothing", "input", "output", "argmax"};
+  static const std::pair<unsigned, const char*> kParams[] = {
+      {mlpbench::kNegativeSlope, "negative_slope"}, {mlpbench::kAlpha, "alpha"},
+      {mlpbench::kApproximate, "approximate"}, {mlpbench::kPieces, "pieces"}};
+  pybind11::list out;
+  for (const mlpbench::ActInfo& row : mlpbench::kActivations) {
+    if (row.approximate && std::string(row.approximate) != "none") continue;  // gelu once
+    pybind11::list params;
+    for (const auto& [bit, name] : kParams) {
+      if (row.params & bit) params.append(name);
+    }
+    pybind11::dict entry;
+    entry["name"] = row.name;
+    entry["params"] = params;
+    entry["saves"] = kSaves[static_cast<int>(row.saves)];
+    entry["differentiable"] = row.differentiable;
+    entry["elementwise"] = row.elementwise;
+    entry["forward_cost"] = row.forward_cost == mlpbench::Cost::Exp ? "exp" : "cheap";
+    entry["backward_cost"] = row.backward_cost == mlpbench::Cost::Exp ? "exp" : "cheap";
+    out.append(entry);
+  }
+  return out;
 }
 
 }  // namespace
@@ -78,14 +109,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     throw pybind11::value_error("set_simd_level: level must be 'baseline', 'avx2' or "
                                 "'avx512', got '" + name + "'");
   }, "Run the CPU kernels with at most this instruction set", pybind11::arg("level"));
-  // A 63-bit dropout seed from torch's default CPU generator (so that
-  // torch.manual_seed reproduces it): the same source as torch.randint, without
-  // a tensor round trip per training step.
-  m.def("draw_seed", [] {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    return static_cast<int64_t>(at::check_generator<at::CPUGeneratorImpl>(gen)->random64() >> 1);
-  });
+  m.def("activations", &activations,
+        "The activation table: name, parameters, what backward saves, cost class");
+  m.def("check_activation", [](const std::string& op, const std::string& name,
+                               double negative_slope, double alpha, const std::string& approximate,
+                               int64_t pieces) {
+    mlpbench::parse_activation(op.c_str(), name, negative_slope, alpha, approximate, pieces);
+  }, "Raise ValueError as the ops would for these activation arguments",
+        pybind11::arg("op"), pybind11::arg("name"), pybind11::arg("negative_slope"),
+        pybind11::arg("alpha"), pybind11::arg("approximate"), pybind11::arg("pieces"));
   ops_entry_points(m);
   m.def("has_cuda", [] {
 #ifdef MLPBENCH_WITH_CUDA

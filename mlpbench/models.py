@@ -13,35 +13,30 @@ from torch import nn
 
 from . import ops
 from .nn import FusedDropout, FusedLinear
+from .reference import stock_activation, stock_maxout
 
-__all__ = ["INITS", "MLP", "stock_activation_module"]
+__all__ = ["INITS", "MLP", "StockActivation", "init_linear_"]
 
 INITS = ("default", "zeros", "normal", "xavier", "xavier_normal", "he", "he_fan_out")
 
 
-def stock_activation_module(name: str, *, negative_slope=0.01, alpha=1.0,
-                            approximate="none") -> nn.Module:
-    """The stock nn module of an elementwise activation."""
-    modules = {
-        "identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
-        "leaky_relu": lambda: nn.LeakyReLU(negative_slope), "elu": lambda: nn.ELU(alpha),
-        "gelu": lambda: nn.GELU(approximate), "silu": nn.SiLU,
-    }
-    if name not in modules:
-        raise ValueError(f"no stock module for activation {name!r}; expected one of "
-                         f"{', '.join(map(repr, modules))}")
-    return modules[name]()
+class StockActivation(nn.Module):
+    """A stock activation as a module: reference.stock_activation, or for maxout
+    the max over each unit's pieces."""
 
-
-class _StockMaxout(nn.Module):
-    """The max over each unit's `pieces` consecutive columns (FusedLinear's layout)."""
-
-    def __init__(self, pieces: int):
+    def __init__(self, name: str, *, pieces: int = 2, negative_slope=0.01, alpha=1.0,
+                 approximate="none"):
         super().__init__()
-        self.pieces = pieces
+        self.name, self.pieces = name, pieces
+        self.kwargs = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
 
     def forward(self, h):
-        return h.unflatten(-1, (h.shape[-1] // self.pieces, self.pieces)).amax(-1)
+        if self.name == "maxout":
+            return stock_maxout(h, self.pieces)
+        return stock_activation(h, self.name, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return repr(self.name) + (f", pieces={self.pieces}" if self.name == "maxout" else "")
 
 
 def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init: str) -> None:
@@ -76,15 +71,16 @@ class MLP(nn.Module):
         if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
                                  for s in sizes):
             raise ValueError(f"MLP: sizes must be at least two positive ints, got {sizes!r}")
-        if activation not in ops.ACTIVATIONS or activation == "step":
+        trainable = [a for a in ops.ACTIVATIONS if ops.activation_info(a)["differentiable"]]
+        if activation not in trainable:
             raise ValueError(f"MLP: activation must be one of "
-                             f"{', '.join(repr(a) for a in ops.ACTIVATIONS if a != 'step')}, "
-                             f"got {activation!r}")
-        ops._dropout_args(dropout, False, None, 0, "MLP")  # validates p
-        self.sizes, self.activation, self.dropout = sizes, activation, float(dropout)
+                             f"{', '.join(map(repr, trainable))}, got {activation!r}")
+        ops.check_activation(activation, pieces=pieces, op="MLP", **act_kwargs)
+        dropout = ops.check_probability(dropout, "MLP")
+        self.sizes, self.activation, self.dropout = sizes, activation, dropout
         self.fused, self.batchnorm = fused, batchnorm
         n_hidden = len(sizes) - 2
-        k = pieces if activation == "maxout" else 1
+        k = pieces if "pieces" in ops.activation_info(activation)["params"] else 1
         # Dropout can be fused into the layer only when nothing sits between them.
         fuse_dropout = fused and not batchnorm
         self.layers = nn.ModuleList()
@@ -104,9 +100,8 @@ class MLP(nn.Module):
             self.drops = ([FusedDropout(dropout) for _ in range(n_hidden)]
                           if dropout and not fuse_dropout else None)
         else:
-            self.acts = nn.ModuleList(
-                _StockMaxout(k) if activation == "maxout"
-                else stock_activation_module(activation, **act_kwargs) for _ in range(n_hidden))
+            self.acts = nn.ModuleList(StockActivation(activation, pieces=k, **act_kwargs)
+                                      for _ in range(n_hidden))
             self.drops = [nn.Dropout(dropout) for _ in range(n_hidden)] if dropout else None
         if self.drops is not None:
             self.drops = nn.ModuleList(self.drops)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -27,23 +26,21 @@ class FusedLinear(nn.Module):
                  alpha: float = 1.0, approximate: str = "none", pieces: int = 2,
                  device=None, dtype=None):
         super().__init__()
-        if activation not in ops.ACTIVATIONS:
-            raise ValueError(f"FusedLinear: unknown activation {activation!r}; expected one of "
-                             f"{', '.join(map(repr, ops.ACTIVATIONS))}")
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"FusedLinear: {name} must be an int >= 0, got {value!r}")
-        if activation == "maxout" and not (isinstance(pieces, int) and 1 <= pieces <= 255):
-            raise ValueError(f"FusedLinear: pieces must be an int in [1, 255], got {pieces!r}")
-        ops._dropout_args(dropout, False, None, 0, "FusedLinear")  # validates p
+        # Every argument the op would refuse, refused now rather than at the first forward.
+        ops.check_activation(activation, negative_slope=negative_slope, alpha=alpha,
+                             approximate=approximate, pieces=pieces, op="FusedLinear")
+        dropout = ops.check_probability(dropout, "FusedLinear")
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.negative_slope = float(negative_slope)
         self.alpha = float(alpha)
         self.approximate = approximate
-        self.pieces = pieces if activation == "maxout" else 1
+        self.pieces = int(pieces) if "pieces" in ops.activation_info(activation)["params"] else 1
         rows = out_features * self.pieces
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(rows, in_features, **factory))
@@ -73,8 +70,7 @@ class FusedDropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        ops._dropout_args(p, False, None, 0, "FusedDropout")  # validates p
-        self.p = float(p)
+        self.p = ops.check_probability(p, "FusedDropout")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ops.dropout(x, self.p, self.training)

@@ -1,27 +1,40 @@
 """The functional ops: thin Python wrappers over torch.ops.mlpbench.*.
 
-The kernels, their autograd and all argument checks are in C++ (csrc/); this
-module draws dropout seeds and registers the fake (shape-only) kernels that
-torch.compile traces with.
+The kernels, their autograd, their meta (shape) kernels and all argument
+checks on tensors are in C++ (csrc/); this module checks the Python scalars
+(so that a wrong type is a TypeError naming the argument, not a binding
+error), draws dropout seeds, and registers the fake kernel of draw_seed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import numbers
+import operator
 
 import torch
 
 from . import _C
 
-__all__ = ["ACTIVATIONS", "activation", "debug_poison", "dropout", "linear_act", "philox4x32"]
+__all__ = ["ACTIVATIONS", "activation", "activation_info", "check_activation",
+           "check_probability", "debug_poison", "draw_seed", "dropout", "linear_act",
+           "philox4x32"]
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu",
-               "maxout", "step")
-# linear_act's aux output: the pre-activation for these, which backward needs.
-_FROM_INPUT = ("gelu", "silu")
+# The activation table (csrc/activations.h), one dict per name: "name",
+# "params", "saves" (what backward keeps), "differentiable", "elementwise",
+# "forward_cost" and "backward_cost" ("exp" or "cheap").
+_TABLE = {row["name"]: row for row in _C.activations()}
+ACTIVATIONS = tuple(_TABLE)
 
 _U64 = 1 << 64
+
+
+def activation_info(name: str) -> dict:
+    """The activation table's row for `name` (a copy)."""
+    if name not in _TABLE:
+        raise ValueError(f"unknown activation {name!r}; expected one of "
+                         f"{', '.join(map(repr, ACTIVATIONS))}")
+    return dict(_TABLE[name])
 
 
 def philox4x32(counter, key):
@@ -41,32 +54,120 @@ def debug_poison():
         _C.set_debug_poison(old)
 
 
-def _as_int64(value, name):
-    """A 64-bit seed or offset given as a Python int in [0, 2**64), as the op's int64."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
-    if not 0 <= value < _U64:
-        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
-    return value - _U64 if value >= 1 << 63 else value
+def _real(value, name, op):
+    """A float from a Python, numpy or 0-d tensor real number (not a bool or a string)."""
+    if type(value) is float:  # the common case first: these run on every call
+        return value
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
+    return float(value)
 
 
-def draw_seed() -> int:
-    """A fresh 63-bit seed from torch's default CPU generator (torch.manual_seed)."""
-    return _C.draw_seed()
+def _integer(value, name, op):
+    """An int from a Python, numpy or 0-d tensor integer (not a bool, a float or a string)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    return operator.index(value)
 
 
-def _dropout_args(p, training, seed, offset, op):
-    """(p, seed, offset) as the op takes them; p = 0 when dropout is off."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
+def _string(value, name, op):
+    if type(value) is str and "\0" not in value:
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name} must be a str, got {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError(f"{op}: {name} must not contain a NUL character, got {value!r}")
+    return value
+
+
+def _act_args(op, name, negative_slope, alpha, approximate, pieces):
+    """The activation's arguments, type-checked, as the ops take them."""
+    return (_string(name, "activation", op), _real(negative_slope, "negative_slope", op),
+            _real(alpha, "alpha", op), _string(approximate, "approximate", op),
+            _integer(pieces, "pieces", op))
+
+
+def check_activation(name, *, negative_slope=0.01, alpha=1.0, approximate="none", pieces=2,
+                     op="activation"):
+    """Raise TypeError/ValueError, naming `op` and the argument, for activation
+    arguments the ops would refuse; for modules to check at construction."""
+    _C.check_activation(op, *_act_args(op, name, negative_slope, alpha, approximate, pieces))
+
+
+def check_probability(p, op="dropout") -> float:
+    """p as a float, after checking it is a real number in [0, 1] (a Python,
+    numpy or 0-d tensor number, as stock dropout takes)."""
+    if type(p) is float and 0.0 <= p <= 1.0:
+        return p
+    if isinstance(p, bool) or not (isinstance(p, numbers.Real) or (
+            isinstance(p, torch.Tensor) and p.dim() == 0 and p.dtype != torch.bool)):
         raise TypeError(f"{op}: dropout probability must be a float in [0, 1], got "
                         f"{type(p).__name__}")
     p = float(p)
     if not 0.0 <= p <= 1.0:  # also NaN
         raise ValueError(f"{op}: dropout probability must be in [0, 1], got {p}")
+    return p
+
+
+def _as_int64(value, name):
+    """A 64-bit seed or offset given as an int in [0, 2**64), as the op's int64."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
+    value = operator.index(value)
+    if not 0 <= value < _U64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+    return value - _U64 if value >= 1 << 63 else value
+
+
+def draw_seed() -> torch.Tensor:
+    """A fresh 63-bit dropout seed from torch's default CPU generator (so
+    torch.manual_seed reproduces it), as a one-element int64 tensor. An op:
+    torch.compile, torch.export and torch.jit.trace record the draw."""
+    if torch.compiler.is_compiling():
+        return torch.ops.mlpbench.draw_seed.default()
+    return _C.draw_seed()
+
+
+def _seed(seed):
+    """The op's seed tensor from None (draw one), an int or a one-element int64 tensor."""
+    if seed is None:
+        return draw_seed()
+    if isinstance(seed, torch.Tensor):
+        return seed  # the op checks it
+    return torch.tensor(_as_int64(seed, "seed"), dtype=torch.int64)
+
+
+def _dropout_args(p, training, seed, offset, op):
+    """(p, seed, offset) as the op takes them; p = 0 and no seed when dropout is off."""
+    p = check_probability(p, op)
     if not training or p == 0.0:
-        return 0.0, 0, 0
-    return (p, _as_int64(draw_seed() if seed is None else seed, "seed"),
-            _as_int64(offset, "offset"))
+        return 0.0, None, 0
+    _check_vmap_randomness(seed, op)
+    return p, _seed(seed), _as_int64(offset, "offset")
+
+
+def _check_vmap_randomness(seed, op):
+    """Under torch.vmap, a drawn seed is randomness: refuse it in vmap's
+    default randomness='error' mode, as stock dropout does."""
+    level = torch._C._functorch.maybe_current_level()
+    if seed is not None or level is None:
+        return
+    from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
+
+    interpreter = retrieve_current_functorch_interpreter()
+    if interpreter.key() == torch._C._functorch.TransformType.Vmap and \
+            interpreter.randomness() == "error":
+        raise RuntimeError(
+            f"vmap: called random operation ({op} with a drawn seed) while in randomness "
+            "error mode. Please either use the 'same' or 'different' randomness flags on "
+            "vmap, pass an explicit seed=, or perform the randomness operation out of vmap")
 
 
 def _entry(op):
@@ -91,15 +192,17 @@ def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, 
     and dropout_p > 0; its mask is that of `dropout` on a tensor of y's shape
     for the same seed and offset, and is regenerated in backward.
     """
+    args = _act_args("linear_act", activation, negative_slope, alpha, approximate, pieces)
     p, seed, offset = _dropout_args(dropout_p, training, seed, offset, "linear_act")
-    y, _ = _entry("linear_act")(x, weight, bias, activation, float(negative_slope), float(alpha),
-                                approximate, int(pieces), p, seed, offset)
+    y, _ = _entry("linear_act")(x, weight, bias, *args, p, seed, offset)
     return y
 
 
 def activation(x, name, *, negative_slope=0.01, alpha=1.0, approximate="none"):
     """The elementwise activation `name` (any of ACTIVATIONS but maxout)."""
-    return _entry("activation")(x, name, float(negative_slope), float(alpha), approximate)
+    name, slope, alpha, approximate, _ = _act_args("activation", name, negative_slope, alpha,
+                                                   approximate, 1)
+    return _entry("activation")(x, name, slope, alpha, approximate)
 
 
 def dropout(x, p, training=True, seed=None, offset=0):
@@ -107,8 +210,9 @@ def dropout(x, p, training=True, seed=None, offset=0):
 
     Element i (flat, row-major) is kept when the uniform drawn for
     (seed, offset, i) is >= p (see csrc/philox.h); kept values become
-    x / (1 - p). p = 0 or training=False returns x itself; p = 1 returns
-    zeros. seed=None draws one from torch's default generator.
+    x / (1 - p), dropped ones x * 0 (so NaN and inf stay NaN, as stock's).
+    p = 0 or training=False returns x itself; p = 1 returns x * 0.
+    seed=None draws one from torch's default generator.
     """
     p, seed, offset = _dropout_args(p, training, seed, offset, "dropout")
     if p == 0.0:
@@ -116,44 +220,25 @@ def dropout(x, p, training=True, seed=None, offset=0):
     return _entry("dropout")(x, p, seed, offset)
 
 
-# Autograd is registered in C++ (csrc/autograd.cpp), for every backend.
+@torch.library.register_vmap("mlpbench::dropout")
+def _dropout_vmap(info, in_dims, x, p, seed, offset):
+    """dropout under torch.vmap, as vmap's randomness= asks: 'different' gives
+    every sample its own mask (one mask over the stacked batch), 'same' one
+    mask for all; with an explicit seed (the only way to reach here in the
+    default 'error' mode) each sample is dropout(sample, seed), the same mask."""
+    if in_dims[2] is not None:
+        raise ValueError("dropout: under vmap the seed must be one tensor for the whole "
+                         "batch, not batched")
+    x = x.movedim(in_dims[0], 0)
+    if info.randomness == "different":
+        return torch.ops.mlpbench.dropout.default(x, p, seed, offset), 0
+    keep = torch.ops.mlpbench.dropout.default(x.new_ones(x.shape[1:]), p, seed, offset) != 0
+    return torch.where(keep, x / (1.0 - p), x * 0.0), 0
 
 
-# --- fake kernels (shapes only) for torch.compile --------------------------
-
-@torch.library.register_fake("mlpbench::linear_act")
-def _linear_act_fake(x, weight, bias, act, slope, alpha, approx, pieces, p, seed, offset):
-    out_cols = weight.shape[0] // pieces if act == "maxout" else weight.shape[0]
-    y = x.new_empty((*x.shape[:-1], out_cols))
-    n = math.prod(x.shape[:-1])
-    if act in _FROM_INPUT:
-        aux = x.new_empty((n, out_cols))
-    elif act == "maxout":
-        aux = x.new_empty((n, out_cols), dtype=torch.uint8)
-    else:
-        aux = x.new_empty((0,))
-    return y, aux
-
-
-@torch.library.register_fake("mlpbench::linear_act_backward")
-def _linear_act_backward_fake(grad_y, x, weight, saved, act, slope, alpha, approx, pieces, p,
-                              seed, offset, output_mask):
-    empty = x.new_empty((0,))
-    return (x.new_empty(x.shape) if output_mask[0] else empty,
-            weight.new_empty(weight.shape) if output_mask[1] else empty,
-            weight.new_empty((weight.shape[0],)) if output_mask[2] else empty)
-
-
-@torch.library.register_fake("mlpbench::activation")
-def _activation_fake(x, name, slope, alpha, approx):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-@torch.library.register_fake("mlpbench::activation_backward")
-def _activation_backward_fake(grad_y, saved, name, slope, alpha, approx):
-    return torch.empty_like(grad_y, memory_format=torch.contiguous_format)
-
-
-@torch.library.register_fake("mlpbench::dropout")
-def _dropout_fake(x, p, seed, offset):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+# Autograd and the meta kernels are registered in C++ (csrc/autograd.cpp,
+# csrc/meta.cpp), for every backend. draw_seed has no tensor argument, so
+# fake tensors cannot route it to a meta kernel: its fake kernel is here.
+@torch.library.register_fake("mlpbench::draw_seed")
+def _draw_seed_fake():
+    return torch.empty((), dtype=torch.int64)

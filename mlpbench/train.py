@@ -59,7 +59,8 @@ def parse_args(argv=None):
                    help="fused mlpbench layers (default) or stock nn.Linear + activation + nn.Dropout")
     p.add_argument("--arch", type=_arch, default=d.arch, metavar="784-...-10",
                    help="layer sizes (default 784-256-256-256-10)")
-    p.add_argument("--activation", choices=[a for a in ops.ACTIVATIONS if a != "step"],
+    p.add_argument("--activation",
+                   choices=[a for a in ops.ACTIVATIONS if ops.activation_info(a)["differentiable"]],
                    default=d.activation, help="hidden-layer activation (default relu)")
     p.add_argument("--dropout", type=_bounded(float, 0.0, 1.0), default=d.dropout,
                    help="dropout after each hidden layer, in [0, 1] (default 0.3)")

@@ -70,7 +70,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="timing budget per layer and activation (default 3)")
     args = parser.parse_args(argv)
-    unknown = [a for a in args.acts if a not in ops.ACTIVATIONS or a == "maxout"]
+    unknown = [a for a in args.acts
+               if a not in ops.ACTIVATIONS or not ops.activation_info(a)["elementwise"]]
     if unknown:
         parser.error(f"--acts: unknown or unsupported activation(s) {unknown}")
     fair_timing()

@@ -1,5 +1,8 @@
 """Shared parameters and input makers for the tests."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -38,3 +41,12 @@ def make_linear(n_in, n_out, name, kw, dtype=torch.float64, device="cpu", bias=T
         if t is not None:
             t.requires_grad_(requires_grad)
     return x, w, b
+
+
+def collect_test_ids(path):
+    """The test ids pytest collects from path (a benchmark module, say)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if "::" in line]

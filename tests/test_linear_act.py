@@ -81,9 +81,9 @@ def test_only_requested_gradients_are_computed(device):
     assert x.grad is None and b.grad is None
     assert w.grad is not None and w.grad.shape == w.shape
     # The backward op returns empty tensors for what was not asked.
-    y, _ = torch.ops.mlpbench.linear_act(x, w, b, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0)
+    y, _ = torch.ops.mlpbench.linear_act(x, w, b, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0)
     gx, gw, gb = torch.ops.mlpbench.linear_act_backward(
-        torch.ones_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0, [False, True, False])
+        torch.ones_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0, [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
 
 
@@ -169,12 +169,13 @@ def test_python_entry_points_match_torch_ops(device):
     """mlpbench.ops calls _C's entry points outside torch.compile: the same
     dispatcher call as torch.ops.mlpbench.*, so the same results."""
     x, w, b = make_linear(13, 5, "gelu", {}, dtype=torch.float32, device=device)
-    args = (x, w, b, "gelu", 0.01, 1.0, "none", 1, 0.3, 7, 2)
+    args = (x, w, b, "gelu", 0.01, 1.0, "none", 1, 0.3, torch.tensor(7), 2)
     for got, want in zip(_C.linear_act(*args), torch.ops.mlpbench.linear_act(*args)):
         assert torch.equal(got, want)
     assert torch.equal(_C.activation(x, "elu", 0.01, 0.5, "none"),
                        torch.ops.mlpbench.activation(x, "elu", 0.01, 0.5, "none"))
-    assert torch.equal(_C.dropout(x, 0.4, 5, 9), torch.ops.mlpbench.dropout(x, 0.4, 5, 9))
+    seed = torch.tensor(5)
+    assert torch.equal(_C.dropout(x, 0.4, seed, 9), torch.ops.mlpbench.dropout(x, 0.4, seed, 9))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -189,7 +190,7 @@ def test_saves_only_what_the_derivative_needs(device):
         with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t,
                                                       lambda t: t):
             y = ops.linear_act(x, w, b, name, **kw)
-        params = {x.data_ptr(), w.data_ptr()}
+        params = {x.data_ptr(), w.data_ptr(), b.data_ptr()}  # inputs, kept anyway
         saved[name] = [t for t in packed if t.data_ptr() not in params]
         if name == "relu":
             assert len(saved[name]) == 1 and saved[name][0].data_ptr() == y.data_ptr()
@@ -229,7 +230,8 @@ def test_maxout_ties_go_to_the_first_piece(device, pieces):
     w = torch.randn(4, 5, dtype=torch.float64, device=device).repeat_interleave(pieces, 0)
     b = torch.randn(4, dtype=torch.float64, device=device).repeat_interleave(pieces)
     w.requires_grad_()
-    y, arg = torch.ops.mlpbench.linear_act(x, w, b, "maxout", 0.01, 1.0, "none", pieces, 0.0, 0, 0)
+    y, arg = torch.ops.mlpbench.linear_act(x, w, b, "maxout", 0.01, 1.0, "none", pieces, 0.0, None,
+                                           0)
     assert torch.equal(arg, torch.zeros_like(arg))
     torch.testing.assert_close(y, F.linear(x, w[::pieces], b[::pieces]))
     (gw,) = torch.autograd.grad(y, w, torch.ones_like(y))

@@ -20,10 +20,11 @@ def test_fused_keeps_at_most_half_of_stock():
     fused = MLP(LECTURE_DROPOUT_NET, "relu", dropout=0.3, fused=True).train()
     stock_bytes, fused_bytes = _saved(stock, x), _saved(fused, x)
     # Stock: per hidden layer the ReLU output, the dropout mask (float32 on the
-    # CPU) and the dropout output the next Linear keeps; fused: the output only.
+    # CPU) and the dropout output the next Linear keeps; fused: the output
+    # only, and the layer's 8-byte dropout seed.
     hidden = 3 * 100 * 256
     assert stock_bytes == hidden * (4 + 4 + 4)
-    assert fused_bytes == hidden * 4
+    assert fused_bytes == hidden * 4 + 3 * 8
     assert fused_bytes <= 0.5 * stock_bytes
 
 

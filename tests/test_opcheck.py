@@ -23,7 +23,7 @@ def test_linear_act(act, grad, device):
     for batch, bias, p in (((5,), True, 0.0), ((2, 3), False, 0.0), ((4,), True, 0.25)):
         x, w, b = make_linear(6, 4, name, kw, dtype=torch.float32, device=device, bias=bias,
                               batch=batch, requires_grad=requires_grad)
-        args = (x, w, b, *_act_args(name, kw), pieces, p, 1234, 7)
+        args = (x, w, b, *_act_args(name, kw), pieces, p, torch.tensor(1234) if p else None, 7)
         torch.library.opcheck(OPS.linear_act.default, args)
 
 
@@ -42,15 +42,15 @@ def test_activation(act, grad, device):
 def test_dropout(grad, device):
     for shape, p in (((7,), 0.5), ((3, 5), 0.1), ((2, 3, 4), 1.0)):
         x = torch.randn(shape, device=device, requires_grad=grad)
-        torch.library.opcheck(OPS.dropout.default, (x, p, 42, 3))
+        torch.library.opcheck(OPS.dropout.default, (x, p, torch.tensor(42), 3))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_backward_ops(device):
     x, w, _ = make_linear(6, 4, "relu", {}, dtype=torch.float32, device=device)
-    y, aux = OPS.linear_act(x, w, None, "relu", 0.01, 1.0, "none", 1, 0.0, 0, 0)
+    y, aux = OPS.linear_act(x, w, None, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0)
     torch.library.opcheck(OPS.linear_act_backward.default,
-                          (torch.randn_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, 0,
-                           0, [True, True, False]))
+                          (torch.randn_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.3,
+                           torch.tensor(5), 0, [True, True, False]))
     torch.library.opcheck(OPS.activation_backward.default,
                           (torch.randn_like(y), y, "tanh", 0.01, 1.0, "none"))

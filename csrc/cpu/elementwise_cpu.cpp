@@ -13,24 +13,13 @@
 namespace mlpbench::cpu {
 namespace {
 
-// Elements per parallel chunk. Activations that evaluate an exponential
-// take ~4-11 ns per 16 floats, so a lecture-sized tensor (100 x 256) is worth
-// splitting between threads; the others run at memory speed, where a
-// second thread costs more than it saves. Timed interleaved at 100 x 256,
-// 8,192 against 32,768: forward of sigmoid, tanh, elu, gelu, silu 0.68-0.77,
-// gelu's and silu's backward 0.67-0.75; relu, leaky_relu and the derivatives
-// from the output 1.04-1.10.
-constexpr int64_t kGrain = 32768, kGrainExp = 8192;
+// Elements per parallel chunk, by the pass's cost class (the activation
+// table): an exponential per element makes a lecture-sized tensor (100 x 256)
+// worth splitting between threads; passes at memory speed gain less from a
+// second thread than it costs to start (docs/cpu-results.md).
+constexpr int64_t kGrainCheap = 32768, kGrainExp = 8192;
 
-int64_t forward_grain(Act act) {
-  const bool uses_exp = act == Act::Sigmoid || act == Act::Tanh || act == Act::Elu ||
-                   act == Act::Gelu || act == Act::GeluTanh || act == Act::Silu;
-  return uses_exp ? kGrainExp : kGrain;
-}
-
-int64_t backward_grain(Act act) {  // only these recompute an exponential
-  return act == Act::Gelu || act == Act::GeluTanh || act == Act::Silu ? kGrainExp : kGrain;
-}
+int64_t grain(Cost cost) { return cost == Cost::Exp ? kGrainExp : kGrainCheap; }
 
 at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double negative_slope,
                           double alpha, c10::string_view approximate) {
@@ -41,7 +30,7 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, xc.numel(), forward_grain(spec.act), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, xc.numel(), grain(act_info(spec.act).forward_cost), [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
         using P = Pack<scalar_t, decltype(lanes)::kWidth>;
         with_activation<typename P::V>(spec, [&](auto act) {
@@ -67,7 +56,7 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, g.numel(), backward_grain(spec.act), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, g.numel(), grain(act_info(spec.act).backward_cost), [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
         using P = Pack<scalar_t, decltype(lanes)::kWidth>;
         with_activation<typename P::V>(spec, [&](auto act) {
@@ -80,7 +69,8 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
   return gx;
 }
 
-at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+at::Tensor dropout_cpu(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
+                       int64_t offset) {
   const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
   check_float_tensor("dropout", "x", x);
   const at::Tensor xc = x.contiguous();
@@ -88,7 +78,7 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, xc.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, xc.numel(), kGrainCheap, [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
         using P = Pack<scalar_t, decltype(lanes)::kWidth>;
         for_each_vector<P>(&mask, begin, end - begin,

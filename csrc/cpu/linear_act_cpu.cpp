@@ -27,16 +27,18 @@
 namespace mlpbench::cpu {
 namespace {
 
-// Rows per parallel chunk: about this many elements each. Small enough that a
-// lecture layer at batch 100 (25,600 outputs) gives both threads work: the
-// whole forward and backward ops, timed interleaved against 65,536, took 0.93
-// to 0.98 of the time at 256->256 and 784->256, batch 100, and 256->10, batch
-// 4096 (relu, gelu, sigmoid); 1024->1024 unchanged; 8,192 gained nothing more.
+// Rows per parallel chunk: about this many elements each, so that a lecture
+// layer at batch 100 (25,600 outputs) already gives two threads work
+// (docs/cpu-results.md has the measurements).
 constexpr int64_t kChunkElements = 16384;
 
 int64_t rows_per_chunk(int64_t cols) {
   return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols));
 }
+
+// Whether piece value v beats the best so far: larger, or a NaN (which then
+// stays: a NaN in any piece makes the unit NaN, as stock's amax does).
+template <typename T> inline bool beats(T v, T best) { return !(v <= best) && best == best; }
 
 // Maxout with two pieces (the lecture's) over `units` units: written without
 // branches so that the compiler vectorises it (the pairs de-interleaved by
@@ -47,7 +49,7 @@ void maxout_pairs(int64_t units, const T* __restrict acc, const T* __restrict bi
   for (int64_t j = 0; j < units; ++j) {
     const T first = acc[2 * j] + bias[2 * j];
     const T second = acc[2 * j + 1] + bias[2 * j + 1];
-    const bool take_second = second > first;
+    const bool take_second = beats(second, first);
     y[j] = take_second ? second : first;
     arg[j] = take_second;
   }
@@ -66,7 +68,7 @@ void maxout_row(int64_t out_cols, int64_t pieces, const T* acc, const T* bias, T
     uint8_t best_piece = 0;
     for (int64_t s = 1; s < pieces; ++s) {
       const T v = unit[s] + bias[j * pieces + s];
-      if (v > best) {
+      if (beats(v, best)) {
         best = v;
         best_piece = static_cast<uint8_t>(s);
       }
@@ -116,8 +118,8 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
 template <typename T>
 void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Tensor& weight,
                   const T* bias, at::Tensor& y, at::Tensor& aux) {
-  const ActSpec& spec = call.spec;
-  const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
+  const ActSpec& spec = call.spec();
+  const DropoutMask* mask = call.dropout() ? &call.mask : nullptr;
   const int64_t out_cols = call.out_cols;
   const bool maxout = spec.act == Act::Maxout;
   // The product lands in y itself unless it is wider than y (maxout).
@@ -154,23 +156,17 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
 std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
-    int64_t offset) {
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset) {
   const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
                                              alpha, approximate, pieces, dropout_p, seed, offset);
-  const ActSpec& spec = call.spec;
+  const ActSpec& spec = call.spec();
   const int64_t n = call.n, out_cols = call.out_cols;
   const at::Tensor x2 = call.x2.contiguous();
 
   at::Tensor y = new_output({n, out_cols}, x.options());
-  at::Tensor aux;
-  if (call.saves_pre()) {
-    aux = new_output({n, out_cols}, x.options());
-  } else if (spec.act == Act::Maxout) {
-    aux = new_output({n, out_cols}, x.options().dtype(at::kByte));
-  } else {
-    aux = at::empty({0}, x.options());
-  }
+  at::Tensor aux = new_output(linear_act_shapes<int64_t>(x.sizes(), call.out_rows, spec).aux,
+                              x.options().dtype(aux_dtype(spec, x.scalar_type())));
   if (n > 0 && out_cols > 0) {
     const at::Tensor w = weight.contiguous();
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
@@ -223,7 +219,7 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
   const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
   for (int64_t j = 0; j < out_cols; ++j) {
     T g = gy[j];
-    if (mask) g = mask->keeps(row_start + j) ? g / keep_prob : T(0);
+    if (mask) g = dropout_value(mask->keeps(row_start + j), g, keep_prob);
     T* unit = gp + j * pieces;
     std::fill(unit, unit + pieces, T(0));
     unit[arg[j]] = g;
@@ -247,34 +243,32 @@ void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
   for (size_t k = cols; k < acc.size(); ++k) sum[k % cols] += acc[k];
 }
 
-// Products of up to kConcurrentMaxMacs or from kConcurrentFromMacs
-// multiply-adds each run concurrently (below). Measured here on two threads,
-// the backward op's calls interleaved, time concurrent / one after the other:
-// - up to 2^25: 256->10 0.78-0.79 (batch 100 and 4096), 256->256 0.91-0.93
-//   and 784->256 0.91-0.94 at batch 100;
-// - between: 1.03-1.11 for 1024->1024 at batch 100, 0.97-1.04 for 256->256
-//   at batch 4096 (784->256 at batch 1024 gained, 0.92);
-// - from 2^29: 784->256 0.93-0.94 and 784->512 0.94-0.97 at batch 4096,
-//   1024->1024 0.97-0.98 at batch 512 and 1024, 0.99-1.01 at 4096,
-//   2048->2048 0.94-0.95 at batch 256: MKL's split of one large product
-//   across both threads loses a little more than two products side by side.
-constexpr int64_t kConcurrentMaxMacs = int64_t{1} << 25;
-constexpr int64_t kConcurrentFromMacs = int64_t{1} << 29;
-
-// The input gradients grad_pre @ weight and grad_pre^T @ x. Both products
-// take the same n * in * out multiply-adds, so on two threads small and large
-// ones run at once, each single-threaded on its own thread, rather than one
-// after the other with BLAS splitting each across both threads.
+// The input gradients grad_pre @ weight and grad_pre^T @ x: two products of
+// the same n * in * out multiply-adds. ATen's BLAS splits each across all
+// threads in turn; they run side by side instead, one single-threaded product
+// per thread, when that is faster:
+// - small products, under kTaskParallelMacs per thread: too small for BLAS's
+//   split of one product to pay for itself;
+// - large ones, from kLargeMacs, when there are as many threads as products:
+//   none idles, and neither product pays for BLAS's synchronisation.
+// In between, side by side measured slower (docs/cpu-results.md).
 // (Inside at::parallel_for, ATen and MKL run single-threaded. The dispatch
 // guard keeps a worker thread's own grad mode from recording the products.)
+constexpr int64_t kProducts = 2;
+constexpr int64_t kTaskParallelMacs = int64_t{1} << 24;
+constexpr int64_t kLargeMacs = int64_t{1} << 29;
+
+bool products_side_by_side(int64_t macs, int64_t threads) {
+  if (threads < 2 || at::in_parallel_region()) return false;
+  return macs <= kTaskParallelMacs * threads || (threads == kProducts && macs >= kLargeMacs);
+}
+
 std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
                                                   const at::Tensor& grad_pre, const at::Tensor& x,
                                                   const at::Tensor& weight,
                                                   std::array<bool, 3> output_mask) {
   const int64_t macs = call.n * grad_pre.size(1) * weight.size(1);
-  const bool mid_sized = macs > kConcurrentMaxMacs && macs < kConcurrentFromMacs;
-  if (!(output_mask[0] && output_mask[1]) || mid_sized ||
-      at::get_num_threads() != 2 || at::in_parallel_region()) {
+  if (!(output_mask[0] && output_mask[1] && products_side_by_side(macs, at::get_num_threads()))) {
     return input_grads(call, grad_pre, x, weight, output_mask);
   }
   at::Tensor gx, gw;
@@ -294,20 +288,20 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
     const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
-    int64_t offset, std::array<bool, 3> output_mask) {
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
   const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
                                              negative_slope, alpha, approximate, pieces,
                                              dropout_p, seed, offset);
-  const ActSpec& spec = call.spec;
+  const ActSpec& spec = call.spec();
   const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const at::Tensor gy = call.as_y_rows(grad_y);
   const bool maxout = spec.act == Act::Maxout;
-  const bool uses_saved = spec.act != Act::Identity;
+  const bool uses_saved = act_info(spec.act).saves != Saves::Nothing;
   const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
   // Identity without dropout: grad_pre is grad_y itself, and no pass copies it.
-  const bool passthrough = spec.act == Act::Identity && !call.dropout;
+  const bool passthrough = spec.act == Act::Identity && !call.dropout();
   at::Tensor gp = passthrough ? gy : new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (output_mask[2] && n == 0) gbias.zero_();
@@ -319,7 +313,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
       const uint8_t* argp = maxout ? sv.const_data_ptr<uint8_t>() : nullptr;
       T* gpp = passthrough ? nullptr : gp.mutable_data_ptr<T>();
       const T* sums_of = passthrough ? gyp : gpp;
-      const DropoutMask* mask = call.dropout ? &call.mask : nullptr;
+      const DropoutMask* mask = call.dropout() ? &call.mask : nullptr;
       // Chunks of rows fixed by the shape alone, each with its partial bias sum.
       const int64_t chunk = rows_per_chunk(out_rows);
       const int64_t chunks = (n + chunk - 1) / chunk;

@@ -109,6 +109,7 @@ template <int W> inline VFloatT<W> operator-(VFloatT<W> a) { return VFloatT<W>(-
 template <int W> inline VFloatT<W>& operator+=(VFloatT<W>& a, VFloatT<W> b) { return a = a + b; }
 template <int W> inline Mask<W> operator>(VFloatT<W> a, VFloatT<W> b) { return {a.v > b.v}; }
 template <int W> inline Mask<W> operator<(VFloatT<W> a, VFloatT<W> b) { return {a.v < b.v}; }
+template <int W> inline Mask<W> operator<=(VFloatT<W> a, VFloatT<W> b) { return {a.v <= b.v}; }
 
 // m_select(c, a, b): a where c holds, else b (the vector form of c ? a : b).
 template <int W> inline VFloatT<W> m_select(Mask<W> c, VFloatT<W> a, VFloatT<W> b) {
@@ -211,23 +212,34 @@ template <int W> inline VFloatT<W> m_expm1_neg(VFloatT<W> x) {
   return s * q + (s - VFloat(1.0f));
 }
 
-// 1 / x for finite x in [1, 1e38]: three Newton steps (six multiply-adds)
-// from a bit-trick first guess instead of a vector division, a slow,
-// long-latency instruction; within the tests' tolerance above. (Beyond 1e38
-// the first guess would leave the float range.)
+// One Newton step for 1 / x from r, as r + r (1 - x r): the residual 1 - x r
+// is exact near the answer, so the step lands on the correctly rounded
+// 1 / x where r (2 - x r) can stall an ulp short (1 + 2^-24 rounds to 1):
+// sigmoid would then never reach 1, and silu's derivative s (1 + x (1 - s))
+// at x = 1e10 would be 597, not 1.
+template <int W> inline VFloatT<W> newton_recip(VFloatT<W> x, VFloatT<W> r) {
+  return r + r * (VFloatT<W>(1.0f) - x * r);
+}
+
+// 1 / x for finite x whose reciprocal is a normal float: three Newton steps
+// (six multiply-adds) from a bit-trick first guess instead of a vector
+// division, a slow, long-latency instruction; within the tests' tolerance
+// above. (The bit trick's guess is only good in the normal range.)
 template <int W> inline VFloatT<W> m_recip_finite(VFloatT<W> x) {
-  using VFloat = VFloatT<W>;
-  VFloat r = from_bits<W>(0x7EF311C3 - to_bits(x));
-  for (int step = 0; step < 3; ++step) r = r * (VFloat(2.0f) - x * r);
+  VFloatT<W> r = from_bits<W>(0x7EF311C3 - to_bits(x));
+  for (int step = 0; step < 3; ++step) r = newton_recip(x, r);
   return r;
 }
 
-// 1 / x for any x >= 1 (and +inf, NaN): x is capped at 1e38 (1e-38 for
-// 1 / 3e38, far below any tolerance), and 1 / inf is 0 as a division gives.
+// 1 / x for any x >= 1 (and +inf, NaN), 1 / inf = 0 as a division gives.
+// Computed as 2^-64 / (x 2^-64): the guess and the Newton steps then stay in
+// the normal range even where 1 / x is denormal (x > 8.5e37: silu's
+// x / (1 + e^-x) below x = -87 keeps its relative accuracy).
 template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
+  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
   const Mask<W> infinite = x > VFloat(3.4028235e38f);
-  return m_select(infinite, VFloat(0.0f), m_recip_finite(cap_above(x, 1e38f)));
+  return m_select(infinite, VFloat(0.0f), m_recip_finite(x * scale) * scale);
 }
 
 #ifdef MLPB_SIMD_DISPATCH
@@ -251,6 +263,9 @@ MLPB_TARGET_AVX512 inline Mask<16> operator>(VFloatT<16> a, VFloatT<16> b) {
 MLPB_TARGET_AVX512 inline Mask<16> operator<(VFloatT<16> a, VFloatT<16> b) {
   return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LT_OQ)};
 }
+MLPB_TARGET_AVX512 inline Mask<16> operator<=(VFloatT<16> a, VFloatT<16> b) {
+  return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LE_OQ)};
+}
 MLPB_TARGET_AVX512 inline VFloatT<16> m_select(Mask<16> c, VFloatT<16> a, VFloatT<16> b) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_mask_blend_ps(c.k, (__m512)b.v, (__m512)a.v));
 }
@@ -273,17 +288,13 @@ MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, 
 
 // vrcp14ps gives 14 bits, one Newton step the rest.
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip_finite(VFloatT<16> x) {
-  using VFloat = VFloatT<16>;
-  const VFloat r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
-  return r * (VFloat(2.0f) - x * r);
+  return newton_recip(x, VFloatT<16>((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v)));
 }
 // vrcp14ps gives exactly 0 for inf; the Newton step uses x capped at 3e38
 // so that it keeps that 0 rather than making inf * 0 = NaN.
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip(VFloatT<16> x) {
-  using VFloat = VFloatT<16>;
-  const VFloat r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
-  const VFloat capped = cap_above(x, 3e38f);
-  return r * (VFloat(2.0f) - capped * r);
+  const VFloatT<16> r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
+  return newton_recip(cap_above(x, 3e38f), r);
 }
 #endif
 
@@ -378,9 +389,10 @@ template <> MLPB_TARGET_AVX512 inline Mask<16> keeps<16>(VecTypes<16>::U w, uint
 }
 #endif
 
-// Dropout of W values: v / keep_prob where kept, 0 where dropped (and in
-// the lanes past count <= W). Dividing, as the CUDA kernels do, rather than
-// multiplying by a rounded 1 / keep_prob keeps the devices' results equal.
+// Dropout of W values: v / keep_prob where kept, v * 0 where dropped (0, or
+// NaN for a NaN or infinite v, as stock's v * mask; the lanes past count <= W
+// are dropped). Dividing, as the CUDA kernels do, rather than multiplying by
+// a rounded 1 / keep_prob keeps the devices' results equal.
 template <int W>
 inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
                                 VFloatT<W> v, float keep_prob) {
@@ -390,7 +402,7 @@ inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t t
   } else {
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
-  return m_select(keeps<W>(w, threshold), v / VFloatT<W>(keep_prob), VFloatT<W>(0.0f));
+  return m_select(keeps<W>(w, threshold), v / VFloatT<W>(keep_prob), v * VFloatT<W>(0.0f));
 }
 
 // ---- run-time instruction-set dispatch ----

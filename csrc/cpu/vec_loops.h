@@ -35,7 +35,7 @@ template <int W> struct Pack<double, W> {
   static V load(const double* p, int64_t) { return *p; }
   static void store(double* p, V v, int64_t) { *p = v; }
   static V dropout(const uint32_t* words, int64_t, const DropoutMask& mask, V v) {
-    return mask.keeps_word(*words) ? v / mask.keep_prob : 0.0;
+    return dropout_value(mask.keeps_word(*words), v, mask.keep_prob);
   }
 };
 

@@ -56,8 +56,8 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
     const Philox4 words = mask.block_words(static_cast<uint64_t>(i) >> 2);
 #pragma unroll
     for (int l = 0; l < 4; ++l)
-      v[l] = mask.keeps_word(words.v[l]) ? static_cast<T>(static_cast<acc_t>(v[l]) / keep_prob)
-                                         : T(0);
+      v[l] = static_cast<T>(dropout_value(mask.keeps_word(words.v[l]), static_cast<acc_t>(v[l]),
+                                          keep_prob));
     store_group<kVec>(y, i, n, v);
   }
 }
@@ -123,7 +123,8 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& 
   return gx;
 }
 
-at::Tensor dropout_cuda(const at::Tensor& x, double p, int64_t seed, int64_t offset) {
+at::Tensor dropout_cuda(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
+                        int64_t offset) {
   const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
   check_float_tensor("dropout", "x", x);
   const c10::cuda::CUDAGuard guard(x.device());

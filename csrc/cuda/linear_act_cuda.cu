@@ -44,7 +44,7 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
       if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[col]);
       pre[l] = static_cast<T>(a);
       acc_t out = act.forward(a);
-      if (kDropout) out = mask.keeps_word(words.v[l]) ? out / keep_prob : acc_t(0);
+      if (kDropout) out = dropout_value(mask.keeps_word(words.v[l]), out, keep_prob);
       v[l] = static_cast<T>(out);
     }
     if (keep_pre) store_group<kVec>(buf, i, total, pre);
@@ -76,12 +76,13 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
       int best_piece = 0;
       for (int s = 1; s < pieces; ++s) {
         const acc_t v = static_cast<acc_t>(u[s]) + (b ? static_cast<acc_t>(b[s]) : acc_t(0));
-        if (v > best) {
+        // Larger, or a NaN (which then stays), as the CPU's maxout.
+        if (!(v <= best) && best == best) {
           best = v;
           best_piece = s;
         }
       }
-      if (kDropout) best = mask.keeps_word(words.v[l]) ? best / keep_prob : acc_t(0);
+      if (kDropout) best = dropout_value(mask.keeps_word(words.v[l]), best, keep_prob);
       y[e] = static_cast<T>(best);
       arg[e] = static_cast<uint8_t>(best_piece);
     }
@@ -118,7 +119,7 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
       const int64_t unit = pieces == 1 ? c : c / pieces;  // no 64-bit division unless maxout
       const int64_t e = r * out_cols + unit;
       acc_t g = static_cast<acc_t>(gy[e]);
-      if (kDropout) g = cursor.keeps(static_cast<uint64_t>(e)) ? g / keep_prob : acc_t(0);
+      if (kDropout) g = dropout_value(cursor.keeps(static_cast<uint64_t>(e)), g, keep_prob);
       acc_t v;
       if (arg != nullptr) {  // maxout: the gradient goes to the winning piece
         v = arg[e] == c - unit * pieces ? g : acc_t(0);
@@ -182,13 +183,13 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
 std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
-    int64_t offset) {
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset) {
   const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
                                              alpha, approximate, pieces, dropout_p, seed, offset);
-  const ActSpec& spec = call.spec;
+  const ActSpec& spec = call.spec();
   const DropoutMask& mask = call.mask;
-  const bool dropout = call.dropout, saves_pre = call.saves_pre();
+  const bool dropout = call.dropout(), saves_pre = call.saves_pre();
   const bool maxout = spec.act == Act::Maxout;
   const int64_t n = call.n, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
@@ -196,9 +197,10 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
   // x @ W.T through cuBLAS; fresh, contiguous and aligned.
   at::Tensor buf = at::mm(call.x2, weight.t());
   at::Tensor y = (saves_pre || maxout) ? new_output({n, out_cols}, x.options()) : buf;
+  // The pre-activation stays in the product's buffer; the shape rule otherwise.
   at::Tensor aux = saves_pre ? buf
-                   : maxout  ? new_output({n, out_cols}, x.options().dtype(at::kByte))
-                             : at::empty({0}, x.options());
+                             : new_output(linear_act_shapes<int64_t>(x.sizes(), call.out_rows, spec).aux,
+                                          x.options().dtype(aux_dtype(spec, x.scalar_type())));
   const int64_t total = n * out_cols;
   if (total > 0) {
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
@@ -243,18 +245,18 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
     const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p, int64_t seed,
-    int64_t offset, std::array<bool, 3> output_mask) {
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
   const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
                                              negative_slope, alpha, approximate, pieces,
                                              dropout_p, seed, offset);
-  const ActSpec& spec = call.spec;
+  const ActSpec& spec = call.spec();
   const DropoutMask& mask = call.mask;
-  const bool dropout = call.dropout;
+  const bool dropout = call.dropout();
   const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor gy = call.as_y_rows(grad_y);
-  const bool uses_saved = spec.act != Act::Identity;
+  const bool uses_saved = act_info(spec.act).saves != Saves::Nothing;
   const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
 
   at::Tensor gp = new_output({n, out_rows}, x.options());
