@@ -261,8 +261,11 @@ TORCH_LIBRARY(mlpbench, m) {
   // Inverted dropout; its backward is the same op applied to the gradient.
   m.def("dropout(Tensor x, float p, Tensor? seed, int offset) -> Tensor");
   // A fresh 63-bit dropout seed from torch's default CPU generator, as a
-  // one-element int64 tensor: an op (tagged as random, so never merged or
-  // dropped) so that torch.compile, torch.export and torch.jit.trace record
-  // the draw and draw anew on every call, in the order eager draws.
-  m.def("draw_seed() -> Tensor", {at::Tag::nondeterministic_seeded});
+  // one-element int64 tensor: an op, so that torch.compile, torch.export and
+  // torch.jit.trace record the draw and draw anew on every call, in the order
+  // eager draws. The tag keeps compilers from merging or dropping it; the
+  // conservative alias analysis keeps TorchScript from folding it into a
+  // constant (it has no inputs).
+  m.def(torch::schema("draw_seed() -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE),
+        {at::Tag::nondeterministic_seeded});
 }

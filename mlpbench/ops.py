@@ -87,6 +87,13 @@ def _string(value, name, op):
     return value
 
 
+def _tensor(value, name, op, optional=False):
+    if isinstance(value, torch.Tensor) or (optional and value is None):
+        return value
+    expected = "a torch.Tensor" + (" or None" if optional else "")
+    raise TypeError(f"{op}: {name} must be {expected}, got {type(value).__name__}")
+
+
 def _act_args(op, name, negative_slope, alpha, approximate, pieces):
     """The activation's arguments, type-checked, as the ops take them."""
     return (_string(name, "activation", op), _real(negative_slope, "negative_slope", op),
@@ -192,14 +199,18 @@ def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, 
     and dropout_p > 0; its mask is that of `dropout` on a tensor of y's shape
     for the same seed and offset, and is regenerated in backward.
     """
-    args = _act_args("linear_act", activation, negative_slope, alpha, approximate, pieces)
-    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, "linear_act")
-    y, _ = _entry("linear_act")(x, weight, bias, *args, p, seed, offset)
+    op = "linear_act"
+    tensors = (_tensor(x, "x", op), _tensor(weight, "weight", op),
+               _tensor(bias, "bias", op, optional=True))
+    args = _act_args(op, activation, negative_slope, alpha, approximate, pieces)
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    y, _ = _entry(op)(*tensors, *args, p, seed, offset)
     return y
 
 
 def activation(x, name, *, negative_slope=0.01, alpha=1.0, approximate="none"):
     """The elementwise activation `name` (any of ACTIVATIONS but maxout)."""
+    _tensor(x, "x", "activation")
     name, slope, alpha, approximate, _ = _act_args("activation", name, negative_slope, alpha,
                                                    approximate, 1)
     return _entry("activation")(x, name, slope, alpha, approximate)
@@ -214,26 +225,69 @@ def dropout(x, p, training=True, seed=None, offset=0):
     p = 0 or training=False returns x itself; p = 1 returns x * 0.
     seed=None draws one from torch's default generator.
     """
+    _tensor(x, "x", "dropout")
     p, seed, offset = _dropout_args(p, training, seed, offset, "dropout")
     if p == 0.0:
         return x
     return _entry("dropout")(x, p, seed, offset)
 
 
+# --- torch.vmap ----------------------------------------------------------------
+# Batch rules, so that vmap runs one call over the stacked batch rather than a
+# loop over samples. Dropout follows vmap's randomness=: 'different' gives
+# every sample its own mask (one mask over the stacked batch), 'same' one mask
+# for all; with an explicit seed (the only way to reach a rule in the default
+# 'error' mode, which _check_vmap_randomness enforces) a sample's mask is the
+# one dropout(sample, seed) draws alone, the same for all.
+
+def _check_unbatched_seed(in_dims, index, op):
+    if in_dims[index] is not None:
+        raise ValueError(f"{op}: under vmap the seed must be one tensor for the whole batch, "
+                         "not batched")
+
+
+def _same_mask(y, p, seed, offset):
+    """y (batch first) through one sample's dropout mask, for every sample."""
+    keep = torch.ops.mlpbench.dropout.default(y.new_ones(y.shape[1:]), p, seed, offset) != 0
+    return torch.where(keep, y / (1.0 - p), y * 0.0)
+
+
 @torch.library.register_vmap("mlpbench::dropout")
 def _dropout_vmap(info, in_dims, x, p, seed, offset):
-    """dropout under torch.vmap, as vmap's randomness= asks: 'different' gives
-    every sample its own mask (one mask over the stacked batch), 'same' one
-    mask for all; with an explicit seed (the only way to reach here in the
-    default 'error' mode) each sample is dropout(sample, seed), the same mask."""
-    if in_dims[2] is not None:
-        raise ValueError("dropout: under vmap the seed must be one tensor for the whole "
-                         "batch, not batched")
+    _check_unbatched_seed(in_dims, 2, "dropout")
     x = x.movedim(in_dims[0], 0)
     if info.randomness == "different":
         return torch.ops.mlpbench.dropout.default(x, p, seed, offset), 0
-    keep = torch.ops.mlpbench.dropout.default(x.new_ones(x.shape[1:]), p, seed, offset) != 0
-    return torch.where(keep, x / (1.0 - p), x * 0.0), 0
+    return _same_mask(x, p, seed, offset), 0
+
+
+@torch.library.register_vmap("mlpbench::activation")
+def _activation_vmap(info, in_dims, x, *args):
+    return torch.ops.mlpbench.activation.default(x, *args), in_dims[0]
+
+
+@torch.library.register_vmap("mlpbench::linear_act")
+def _linear_act_vmap(info, in_dims, x, weight, bias, *args):
+    *act, p, seed, offset = args
+    _check_unbatched_seed(in_dims, 9, "linear_act")
+    op = torch.ops.mlpbench.linear_act.default
+    n = info.batch_size
+    if in_dims[1] is not None or in_dims[2] is not None:
+        # Batched parameters: one call per sample ('different': offsets apart).
+        def sample(t, dim, i):
+            return t if dim is None or t is None else t.select(dim, i)
+        outs = [op(sample(x, in_dims[0], i), sample(weight, in_dims[1], i),
+                   sample(bias, in_dims[2], i), *act, p, seed,
+                   offset + i if info.randomness == "different" else offset) for i in range(n)]
+        return (torch.stack([y for y, _ in outs]), torch.stack([a for _, a in outs])), (0, 0)
+    x = x.movedim(in_dims[0], 0)
+    if info.randomness == "different" or p == 0.0:
+        y, aux = op(x, weight, bias, *act, p, seed, offset)
+    else:
+        y, aux = op(x, weight, bias, *act, 0.0, None, 0)
+        y = _same_mask(y, p, seed, offset)
+    # aux is (rows, units) over every leading dimension of x, batch included.
+    return (y, aux.reshape(n, -1, aux.shape[-1]) if aux.dim() == 2 else aux), (0, 0 if aux.dim() == 2 else None)
 
 
 # Autograd and the meta kernels are registered in C++ (csrc/autograd.cpp,

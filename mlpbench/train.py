@@ -3,9 +3,12 @@
     python -m mlpbench.train --fused            # the lecture's plotted run
     python -m mlpbench.train --no-fused --activation tanh --dropout 0 --epochs 5
 
-Writes metrics.json, curves.png and checkpoint.pt to --out (default
+Writes checkpoint.pt, metrics.json and curves.png to --out (default
 runs/<timestamp>) after every epoch; --resume continues a checkpoint's run with
-identical results to an uninterrupted one.
+identical results to an uninterrupted one (only --epochs may change). Under
+torchrun it trains data-parallel:
+
+    torchrun --nproc_per_node=2 -m mlpbench.train --fused
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import ops
+from .checkpoint import CheckpointError, load_checkpoint
 from .data import MNISTDataError
+from .distributed import setup, teardown
 from .models import INITS
 from .training import OPTIMIZERS, SCHEDULERS, Config, train
 
@@ -35,6 +41,16 @@ def _arch(text):
     if sizes[0] != 784 or sizes[-1] != 10:
         raise argparse.ArgumentTypeError(f"MNIST needs 784 inputs and 10 outputs, got {text!r}")
     return sizes
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an int in [0, 2**64), got {text!r}")
+    return value
 
 
 def _bounded(kind, low, high=None, low_open=False):
@@ -79,7 +95,7 @@ def parse_args(argv=None):
     p.add_argument("--standardize", action="store_true", help="(x - mean) / std per pixel")
     p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each activation")
     p.add_argument("--device", choices=["cpu", "cuda"], default=d.device, help="default cpu")
-    p.add_argument("--seed", type=int, default=d.seed, help="default 0")
+    p.add_argument("--seed", type=_seed, default=d.seed, help="default 0 (any int in [0, 2**64))")
     p.add_argument("--train-limit", type=_bounded(int, 1), default=None, metavar="N",
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--data-dir", type=Path, help="directory with the four MNIST IDX files")
@@ -88,15 +104,75 @@ def parse_args(argv=None):
                    help="continue the run saved in this checkpoint.pt (its own settings)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     args = p.parse_args(argv)
+    args.explicit = _explicit_flags(p, sys.argv[1:] if argv is None else argv)
     if args.resume is not None and not args.resume.is_file():
         p.error(f"--resume: {args.resume} is not a file")
+    if args.out is not None:
+        problem = _unwritable(args.out)
+        if problem:
+            p.error(f"--out: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
     return args
 
 
+def _explicit_flags(parser, argv) -> set:
+    """The dests of the options given on the command line (not defaulted)."""
+    given = set()
+    for action in parser._actions:
+        for option in action.option_strings:
+            if any(arg == option or arg.startswith(option + "=") for arg in argv):
+                given.add(action.dest)
+    return given
+
+
+def _unwritable(out: Path):
+    """Why --out cannot hold the run's files, or None: checked before training,
+    so that a bad path costs no work."""
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a directory"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".mlpbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write to {out} ({e.strerror or e})"
+    return None
+
+
+def describe(config: dict) -> str:
+    """A run's network in one line, as the final line prints it."""
+    kind = "fused" if config["fused"] else "stock"
+    return f"{kind} {'-'.join(map(str, config['arch']))} {config['activation']}"
+
+
+def _resume_conflicts(args, saved: dict) -> list:
+    """The explicit flags that disagree with the checkpoint's run (--epochs
+    may only grow)."""
+    conflicts = []
+    for dest in sorted(args.explicit & set(saved)):
+        given, kept = getattr(args, dest), saved[dest]
+        if dest == "epochs":
+            if given < kept:
+                conflicts.append(f"--epochs {given} is fewer than the checkpoint's {kept}")
+        elif (tuple(given) if isinstance(given, (list, tuple)) else given) != \
+                (tuple(kept) if isinstance(kept, (list, tuple)) else kept):
+            flag = "--" + dest.replace("_", "-")
+            conflicts.append(f"{flag} {given!r} differs from the checkpoint's {kept!r}")
+    return conflicts
+
+
 def main(argv=None):
     args = parse_args(argv)
+    context = setup(args.device)
+    try:
+        return _run(args, context)
+    finally:
+        teardown(context)
+
+
+def _run(args, context):
     # Denormals cost 20-60% of late-epoch time on CPUs; set before the thread pool starts.
     torch.set_flush_denormal(True)
     config = Config(fused=args.fused, arch=args.arch, activation=args.activation,
@@ -107,19 +183,43 @@ def main(argv=None):
                     seed=args.seed, train_limit=args.train_limit)
     out = args.out or (args.resume.parent if args.resume else
                        Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    say = print if context.is_main else (lambda *a, **k: None)
+    problem = _unwritable(out) if context.is_main else None
+    if problem:
+        say(f"error: --out: {problem}", file=sys.stderr)
+        return 2
+    if args.resume is not None:
+        try:
+            saved = load_checkpoint(args.resume)
+        except CheckpointError as e:
+            say(f"error: {e}", file=sys.stderr)
+            return 2
+        conflicts = _resume_conflicts(args, saved["config"])
+        if conflicts:
+            say(f"error: --resume {args.resume}: " + "; ".join(conflicts) + ". Leave those flags "
+                "out to continue that run, or start a new one without --resume.", file=sys.stderr)
+            return 2
+        done, total = len(saved["epochs"]), max(args.epochs, saved["config"]["epochs"])
+        say(f"resuming {args.resume}: {describe(saved['config'])}, after epoch {done} of "
+            f"{total}", file=sys.stderr)
     try:
         history = train(config, data_dir=args.data_dir, out=out, resume=args.resume,
-                        progress=not args.quiet)
-    except MNISTDataError as e:
-        print(f"error: {e}", file=sys.stderr)
+                        progress=not args.quiet, context=context)
+    except (MNISTDataError, CheckpointError, ValueError) as e:
+        say(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = out / "checkpoint.pt"
+        say("interrupted; " + (f"the last checkpoint is {where} (continue with --resume "
+                                f"{where})" if where.is_file() else "no epoch had finished, "
+                                "nothing was saved"), file=sys.stderr)
+        return 130
     if history.diverged:
-        print(f"training diverged: {history.diverged}; try a smaller --lr", file=sys.stderr)
+        say(f"training diverged: {history.diverged}; try a smaller --lr", file=sys.stderr)
         return 3
     last = history.epochs[-1]
-    print(f"{'fused' if config.fused else 'stock'} {'-'.join(map(str, config.arch))} "
-          f"{config.activation}: test accuracy {last['test_accuracy']:.4f} after "
-          f"{last['epoch']} epochs; results in {out}")
+    say(f"{describe(asdict(config) if args.resume is None else history.config)}: test accuracy "
+        f"{last['test_accuracy']:.4f} after {last['epoch']} epochs; results in {out}")
     return 0
 
 

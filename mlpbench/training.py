@@ -5,11 +5,14 @@ everything needed to continue with identical results."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +20,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import MNIST, load_mnist, standardize
+from .distributed import Context
 from .models import MLP
 
-__all__ = ["Config", "History", "evaluate", "make_optimizer", "make_scheduler", "train"]
+__all__ = ["Config", "History", "batch_starts", "evaluate", "make_optimizer", "make_scheduler",
+           "train"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
@@ -117,12 +123,6 @@ def prepare_data(config: Config, data: MNIST | None = None, data_dir=None):
     return (train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device))
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _rng_state(device):
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -136,24 +136,63 @@ def _set_rng_state(state, device):
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def batch_starts(n: int, batch: int, batchnorm: bool, ranks: int = 1) -> list:
+    """Where each (global) batch of an epoch starts. With batch norm, a last
+    batch too small to give every rank two samples (batch statistics of one
+    sample are undefined) joins the batch before it."""
+    starts = list(range(0, n, batch))
+    if batchnorm and len(starts) > 1 and n - starts[-1] < 2 * ranks:
+        starts.pop()
+    return starts
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C waits until the block is done, so that the files it writes
+    agree (a no-op outside the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path | None = None,
-          resume: Path | None = None, progress: bool = True, on_epoch=None) -> History:
+          resume: Path | None = None, progress: bool = True, on_epoch=None,
+          context: Context | None = None) -> History:
     """Train `config` (or continue the checkpoint `resume`), writing
-    metrics.json, curves.png and checkpoint.pt to `out` after every epoch."""
+    checkpoint.pt, then metrics.json and curves.png, to `out` after every
+    epoch (rank 0 only; `context` is the torchrun process group, if any)."""
     from tqdm import tqdm
 
+    ctx = context or Context()
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
-    checkpoint = torch.load(resume, weights_only=False) if resume else None
+    checkpoint = load_checkpoint(resume) if resume else None
     if checkpoint is not None:
         config = Config(**{**checkpoint["config"], "epochs": max(config.epochs,
                                                                  checkpoint["config"]["epochs"])})
+        saved_ranks = len(checkpoint["rng"])
+        if saved_ranks != ctx.world_size:
+            raise CheckpointError(f"{resume}: written by {saved_ranks} process(es); resume it "
+                                  f"with as many (this run has {ctx.world_size})")
     train_x, train_y, test_x, test_y = prepare_data(config, data, data_dir)
+    n, bs = len(train_x), config.batch_size
+    if config.batchnorm and n < 2 * ctx.world_size:
+        raise ValueError(f"batch norm needs at least 2 training images per process, got {n}")
 
     torch.manual_seed(config.seed)
     model = MLP(config.arch, config.activation, config.dropout, config.init, config.fused,
                 config.batchnorm).to(device)
+    if ctx.active:
+        torch.manual_seed(config.seed + ctx.rank)  # each rank its own dropout masks
     optimizer = make_optimizer(model.parameters(), config)
     scheduler = make_scheduler(optimizer, config)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -164,21 +203,33 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
         shuffle.set_state(checkpoint["shuffle"])
-        _set_rng_state(checkpoint["rng"], device)
+        _set_rng_state(checkpoint["rng"][ctx.rank], device)
         history.epochs = checkpoint["epochs"]
-    n, bs = len(train_x), config.batch_size
+    forward = model
+    if ctx.active:
+        forward = torch.nn.parallel.DistributedDataParallel(model)
+    starts = batch_starts(n, bs * ctx.world_size, config.batchnorm, ctx.world_size)
+    ends = starts[1:] + [n]
 
     for epoch in range(len(history.epochs) + 1, config.epochs + 1):
         model.train()
         start = time.perf_counter()
         order = torch.randperm(n, generator=shuffle).to(device)
-        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=not progress, file=sys.stderr)
-        for step, i in enumerate(bar):
-            idx = order[i:i + bs]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # this rank's
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+
+        def totals():  # (loss sum, correct, seen) over every rank
+            local = torch.stack([loss_sum, correct.double(),
+                                 torch.tensor(seen, dtype=torch.float64, device=device)])
+            return ctx.sum(local).tolist()
+
+        bar = tqdm(range(len(starts)), desc=f"epoch {epoch}/{config.epochs}", leave=False,
+                   disable=not (progress and ctx.is_main), file=sys.stderr)
+        for step in bar:
+            idx = ctx.shard(order[starts[step]:ends[step]])
             xb, yb = train_x[idx], train_y[idx]
-            logits = model(xb)
+            logits = forward(xb)
             loss = F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -186,47 +237,60 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)
-            if step % 50 == 0 or i + bs >= n:
-                running = loss_sum.item() / seen
-                if not math.isfinite(running):
-                    history.diverged = f"loss became {running} at epoch {epoch}, step {step}"
+            if step % 50 == 0 or step == len(starts) - 1:
+                total_loss, total_correct, total_seen = totals()
+                if not math.isfinite(total_loss / total_seen):
+                    history.diverged = (f"loss became {total_loss / total_seen} at epoch {epoch}, "
+                                        f"step {step}")
                     break
-                bar.set_postfix(loss=f"{running:.4f}", acc=f"{correct.item() / seen:.4f}")
+                bar.set_postfix(loss=f"{total_loss / total_seen:.4f}",
+                                acc=f"{total_correct / total_seen:.4f}")
         bar.close()
         if history.diverged:
             break
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
-        test_loss, test_acc = evaluate(model, test_x, test_y)
+        total_loss, total_correct, total_seen = totals()
+        test_loss, test_acc = ctx.broadcast(
+            list(evaluate(model, test_x, test_y)) if ctx.is_main else [None, None])
         if scheduler is not None:
             scheduler.step(test_loss) if config.scheduler == "plateau" else scheduler.step()
-        record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+        record = {"epoch": epoch, "train_loss": total_loss / total_seen,
+                  "train_accuracy": total_correct / total_seen,
                   "test_loss": test_loss, "test_accuracy": test_acc,
                   "seconds": time.perf_counter() - start,
                   "lr": optimizer.param_groups[0]["lr"]}
         history.epochs.append(record)
-        if progress:
-            print(f"epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-                  f"test loss {test_loss:.4f} acc {test_acc:.4f}  {record['seconds']:.1f} s",
-                  file=sys.stderr)
+        if progress and ctx.is_main:
+            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f} acc "
+                  f"{record['train_accuracy']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                  f"{record['seconds']:.1f} s", file=sys.stderr)
         if on_epoch is not None:
             on_epoch(model, record)
         if out is not None:
-            write_outputs(out, history, model, optimizer, scheduler, shuffle, device)
+            write_outputs(out, history, model, optimizer, scheduler, shuffle, device, ctx)
     if out is not None and history.diverged:
-        write_outputs(out, history, model, optimizer, scheduler, shuffle, device)
+        write_outputs(out, history, model, optimizer, scheduler, shuffle, device, ctx)
     history.model = model
     return history
 
 
-def write_outputs(out: Path, history, model, optimizer, scheduler, shuffle, device) -> None:
+def write_outputs(out: Path, history, model, optimizer, scheduler, shuffle, device,
+                  ctx: Context) -> None:
+    """checkpoint.pt first, then metrics.json and curves.png, so that metrics
+    never run ahead of the checkpoint; Ctrl-C waits until all are written.
+    Every rank sends its random state; rank 0 writes."""
     from .plots import plot_curves
 
+    rng = ctx.gather(_rng_state(device))
+    if not ctx.is_main:
+        return
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(history.to_json(), indent=2))
-    if history.epochs:
-        plot_curves(history.epochs, out / "curves.png")
-    _atomic_save({"config": history.config, "epochs": history.epochs, "model": model.state_dict(),
-                  "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                  "shuffle": shuffle.get_state(), "rng": _rng_state(device)},
-                 out / "checkpoint.pt")
+    with _sigint_deferred():
+        save_checkpoint({"config": history.config, "epochs": history.epochs,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "shuffle": shuffle.get_state(), "rng": rng}, out / "checkpoint.pt")
+        metrics = out / "metrics.json"
+        metrics.with_name("metrics.json.tmp").write_text(json.dumps(history.to_json(), indent=2))
+        os.replace(metrics.with_name("metrics.json.tmp"), metrics)
+        if history.epochs:
+            plot_curves(history.epochs, out / "curves.png")

@@ -1,0 +1,148 @@
+"""The training CLI loses nothing and says what is wrong: checked
+checkpoints, --resume that refuses conflicting flags, --out checked before
+any work, batch norm's one-sample last batch, Ctrl-C, 64-bit seeds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mlpbench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mlpbench.data import MNIST
+from mlpbench.training import Config, _sigint_deferred, batch_starts, train
+
+REAL_MNIST = pytest.mark.skipif(not os.environ.get("MLPBENCH_DATA"),
+                                reason="real MNIST not available")
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mlpbench.train", "--quiet", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _synthetic(n):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.rand(n, 784, generator=g)
+    return MNIST(x, y, x[:50], y[:50], source="synthetic")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A one-epoch CLI run on real MNIST: 784-16-10, relu."""
+    out = tmp_path_factory.mktemp("run")
+    done = _cli("--arch", "784-16-10", "--epochs", "1", "--train-limit", "300", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_checkpoint_round_trip_and_damage(tmp_path):
+    state = {"epochs": [1, 2], "model": {"w": torch.randn(40, 40)}}
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(state, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], state["model"]["w"])
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 400] = bytes(b ^ 0xFF for b in data[middle:middle + 400])
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[: len(data) // 3])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    for name in ("flipped", "truncated", "empty", "text", "foreign"):
+        with pytest.raises(CheckpointError, match=f"{name}.pt: "):
+            load_checkpoint(tmp_path / f"{name}.pt")
+    with pytest.raises(CheckpointError, match="damaged|not a readable"):
+        load_checkpoint(tmp_path / "flipped.pt")
+
+
+@REAL_MNIST
+def test_resume_says_what_it_resumes_and_refuses_conflicts(run_dir):
+    checkpoint = run_dir / "checkpoint.pt"
+    done = _cli("--resume", str(checkpoint), "--arch", "784-64-10", "--activation", "tanh")
+    assert done.returncode == 2
+    assert "--arch (784, 64, 10) differs from the checkpoint's (784, 16, 10)" in done.stderr
+    assert "--activation 'tanh' differs from the checkpoint's 'relu'" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = _cli("--resume", str(checkpoint), "--epochs", "2", "--out", str(run_dir / "more"))
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr and "fused 784-16-10 relu, after epoch 1 of 2" in done.stderr
+    assert "784-16-10 relu: test accuracy" in done.stdout and "after 2 epochs" in done.stdout
+
+
+@REAL_MNIST
+def test_damaged_checkpoint_is_one_line(run_dir, tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    data = bytearray((run_dir / "checkpoint.pt").read_bytes())
+    data[len(data) // 2: len(data) // 2 + 400] = bytes(400)
+    bad.write_bytes(bytes(data))
+    done = _cli("--resume", str(bad))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and str(bad) in done.stderr
+
+
+def test_bad_out_is_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    start = time.perf_counter()
+    for out, message in ((a_file, "exists and is not a directory"),
+                         (a_file / "below", "cannot write to")):
+        done = _cli("--out", str(out), "--data-dir", str(tmp_path / "no-data"))
+        assert done.returncode == 2 and f"--out: " in done.stderr and message in done.stderr
+        assert "Traceback" not in done.stderr
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "1.5"])
+def test_seed_must_fit_64_bits(seed):
+    done = _cli("--seed", seed)
+    assert done.returncode == 2 and "--seed: expected an int" in done.stderr
+
+
+def test_batch_starts_merge_a_one_sample_batch_under_batch_norm():
+    assert batch_starts(101, 100, batchnorm=False) == [0, 100]
+    assert batch_starts(101, 100, batchnorm=True) == [0]
+    assert batch_starts(102, 100, batchnorm=True) == [0, 100]
+    assert batch_starts(203, 100, batchnorm=True, ranks=2) == [0, 100]
+    assert batch_starts(50, 100, batchnorm=True) == [0]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["stock", "fused"])
+def test_batch_norm_trains_when_the_last_batch_has_one_sample(fused):
+    history = train(Config(fused=fused, arch=(784, 16, 10), batchnorm=True, epochs=1,
+                           batch_size=100), data=_synthetic(101), progress=False)
+    assert history.epochs[0]["train_loss"] > 0
+
+
+def test_ctrl_c_waits_for_the_block_then_interrupts():
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("checkpoint")
+            written.append("metrics")
+    assert written == ["checkpoint", "metrics"]
+
+
+@REAL_MNIST
+def test_ctrl_c_exits_with_one_line_and_agreeing_files(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mlpbench.train", "--quiet", "--arch",
+                             "784-16-10", "--epochs", "200", "--train-limit", "2000", "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted; the last checkpoint is")
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert len(epochs) == len(load_checkpoint(out / "checkpoint.pt")["epochs"])
