@@ -53,6 +53,11 @@ template <typename T> MLPB_HD T m_gelu(T x) { return x * m_normcdf(x); }
 // overload replaces the division by Newton steps.
 MLPB_HD float m_recip(float x) { return 1.0f / x; }
 MLPB_HD double m_recip(double x) { return 1.0 / x; }
+// a / b for b >= 1 (silu's x / (1 + e^-x)); the CPU's vector overload keeps
+// its intermediate in the normal range, so a result that is a normal float
+// survives flushing denormals to zero.
+MLPB_HD float m_div(float a, float b) { return a / b; }
+MLPB_HD double m_div(double a, double b) { return a / b; }
 // c ? a : b, written as a function so that vector types can overload it.
 template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
@@ -194,7 +199,7 @@ template <typename T> struct GeluTanh {
 // SiLU (swish): x * sigmoid(x); derivative s (1 + x (1 - s)).
 template <typename T> struct Silu {
   static constexpr bool kFromOutput = from_output(Act::Silu);
-  MLPB_HD T forward(T x) const { return x * m_recip(T(1) + m_exp(-x)); }
+  MLPB_HD T forward(T x) const { return m_div(x, T(1) + m_exp(-x)); }
   MLPB_HD T derivative(T x) const {
     const T s = m_recip(T(1) + m_exp(-x));
     return s * (T(1) + x * (T(1) - s));

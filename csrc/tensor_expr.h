@@ -65,6 +65,7 @@ inline TExpr m_exp(const TExpr& x) { return TExpr(at::exp(x.t)); }
 inline TExpr m_expm1_neg(const TExpr& x) { return TExpr(at::expm1(at::clamp_max(x.t, 0))); }
 inline TExpr m_tanh(const TExpr& x) { return TExpr(at::tanh(x.t)); }
 inline TExpr m_recip(const TExpr& x) { return TExpr(at::reciprocal(x.t)); }
+inline TExpr m_div(const TExpr& a, const TExpr& b) { return TExpr(at::div(a.t, b.t)); }
 inline TExpr m_normcdf(const TExpr& x) {
   return TExpr(at::erfc(x.t * -0.70710678118654752440) * 0.5);
 }

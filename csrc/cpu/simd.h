@@ -242,6 +242,19 @@ template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
   return m_select(infinite, VFloat(0.0f), m_recip_finite(x * scale) * scale);
 }
 
+// a / b for b >= 1 (and +inf, NaN) as a * (1 / b); for b beyond 2^64 as
+// (a * (2^64 / b)) * 2^-64, so that where a / b is a normal float it survives
+// flushing denormals to zero (silu near x = -87, where 1 / (1 + e^-x) alone
+// would be denormal).
+template <int W> inline VFloatT<W> m_div(VFloatT<W> a, VFloatT<W> b) {
+  using VFloat = VFloatT<W>;
+  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
+  const Mask<W> huge = b > VFloat(1.8446744e19f);  // 2^64
+  const Mask<W> infinite = b > VFloat(3.4028235e38f);
+  const VFloat quotient = a * m_recip_finite(m_select(huge, b * scale, b));
+  return m_select(infinite, a * VFloat(0.0f), mul_where(huge, quotient, scale, quotient));
+}
+
 #ifdef MLPB_SIMD_DISPATCH
 // AVX-512 overloads for the 16-lane vector, which only the AVX-512 build
 // uses: non-templates, so preferred over the templates above, and carrying
