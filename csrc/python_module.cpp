@@ -25,8 +25,8 @@ std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
 
 // The ops, called through the dispatcher exactly as torch.ops.mlpbench.* calls
 // them (autograd, device, fake and Python dispatch keys alike), but without
-// torch.ops' Python-side argument boxing: about 5 us of a 256 -> 10 layer's
-// ~19 us forward here. mlpbench/ops.py uses these outside torch.compile, which
+// torch.ops' Python-side argument boxing (docs/cpu-tuning.md).
+// mlpbench/ops.py uses these outside torch.compile, which
 // must see torch.ops to put the op in its graph.
 void ops_entry_points(pybind11::module_& m) {
   namespace oh = mlpbench::op_handles;

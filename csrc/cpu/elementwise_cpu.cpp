@@ -16,7 +16,7 @@ namespace {
 // Elements per parallel chunk, by the pass's cost class (the activation
 // table): an exponential per element makes a lecture-sized tensor (100 x 256)
 // worth splitting between threads; passes at memory speed gain less from a
-// second thread than it costs to start (docs/cpu-results.md).
+// second thread than it costs to start (docs/cpu-tuning.md).
 constexpr int64_t kGrainCheap = 32768, kGrainExp = 8192;
 
 int64_t grain(Cost cost) { return cost == Cost::Exp ? kGrainExp : kGrainCheap; }

@@ -29,7 +29,7 @@ namespace {
 
 // Rows per parallel chunk: about this many elements each, so that a lecture
 // layer at batch 100 (25,600 outputs) already gives two threads work
-// (docs/cpu-results.md has the measurements).
+// (docs/cpu-tuning.md has the measurements).
 constexpr int64_t kChunkElements = 16384;
 
 int64_t rows_per_chunk(int64_t cols) {
@@ -251,7 +251,7 @@ void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
 //   split of one product to pay for itself;
 // - large ones, from kLargeMacs, when there are as many threads as products:
 //   none idles, and neither product pays for BLAS's synchronisation.
-// In between, side by side measured slower (docs/cpu-results.md).
+// In between, side by side measured slower (docs/cpu-tuning.md).
 // (Inside at::parallel_for, ATen and MKL run single-threaded. The dispatch
 // guard keeps a worker thread's own grad mode from recording the products.)
 constexpr int64_t kProducts = 2;

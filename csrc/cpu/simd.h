@@ -32,8 +32,8 @@ namespace mlpbench::simd {
 
 // W lanes: 16 in the AVX-512 build, 8 in the AVX2 one and 4 in the x86-64
 // baseline (SSE2), so that a vector is one register of the instruction set it
-// is compiled for. (Wider than that, GCC splits arithmetic into registers but
-// compiles comparisons and selects lane by lane, about 10x slower.)
+// is compiled for. (Wider than that, GCC compiles comparisons and selects
+// lane by lane: docs/cpu-tuning.md.)
 // (One specialisation per width: GCC ignores vector_size on a typedef that
 // depends on a template parameter.)
 template <int W> struct VecTypes;

@@ -40,10 +40,8 @@ template <int W> struct Pack<double, W> {
 };
 
 // How far ahead the streaming loops prefetch. The hardware prefetcher alone
-// falls behind once a loop computes more per vector than a copy does, and
-// memory and arithmetic then stop overlapping (16M floats, three alternating
-// runs of builds with and without: sigmoid forward 5.3-6.8 ms with it,
-// 7.2-7.7 ms without; ReLU 3.8-4.8 ms and 4.7-5.0 ms).
+// falls behind once a loop computes more per vector than a copy does
+// (docs/cpu-tuning.md).
 constexpr uintptr_t kPrefetchBytes = 4096;
 
 // Prefetches the line kPrefetchBytes past p, for reading or (write) writing.
