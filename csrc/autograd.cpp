@@ -15,6 +15,7 @@
 #include <string>
 
 #include "composite.h"
+#include "mlp.h"
 #include "op_args.h"
 #include "op_handles.h"
 
@@ -189,6 +190,96 @@ struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
   }
 };
 
+// mlp's parsed arguments and list lengths, kept in autograd's saved data.
+struct SavedMlpArgs : torch::CustomClassHolder {
+  SavedMlpArgs(const MlpArgs& a, int64_t n, bool b) : args(a), layers(n), has_bias(b) {}
+  MlpArgs args;
+  int64_t layers;
+  bool has_bias;
+};
+
+// The whole MLP under one node: forward keeps x, the weights, the hidden
+// outputs and aux (what the layers' backward reads, nothing more), and y
+// where the output activation differentiates from it; backward returns every
+// gradient from one mlp_backward call.
+struct MlpFunction : torch::autograd::Function<MlpFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
+                               at::TensorList weights, at::TensorList biases, const MlpArgs& args,
+                               const std::optional<at::Tensor>& seed) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const ActInfo& hidden = act_info(args.hidden.spec.act);
+    const ActInfo& output = act_info(args.output.act);
+    auto [y, hidden_out, aux] = op_handles::mlp().call(
+        x, weights, biases, hidden.name, args.hidden.spec.params.negative_slope,
+        args.hidden.spec.params.alpha, approximate_of(args.hidden.spec), args.hidden.spec.pieces,
+        output.name, args.hidden.dropout_p, seed, args.hidden.offset);
+    ctx->mark_non_differentiable(hidden_out);
+    ctx->mark_non_differentiable(aux);
+    ctx->set_materialize_grads(false);
+    // x, weights, hidden, aux, y (or undefined), biases (for double backward), seed.
+    std::vector<at::Tensor> saved{x};
+    saved.insert(saved.end(), weights.begin(), weights.end());
+    saved.insert(saved.end(), hidden_out.begin(), hidden_out.end());
+    saved.insert(saved.end(), aux.begin(), aux.end());
+    saved.push_back(from_output(args.output.act) ? y : at::Tensor());
+    saved.insert(saved.end(), biases.begin(), biases.end());
+    saved.push_back(defined(seed) ? *seed : at::Tensor());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["args"] = at::IValue::make_capsule(c10::make_intrusive<SavedMlpArgs>(
+        args, static_cast<int64_t>(weights.size()), !biases.empty()));
+    variable_list out{y};
+    out.insert(out.end(), hidden_out.begin(), hidden_out.end());
+    out.insert(out.end(), aux.begin(), aux.end());
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* saved_args = static_cast<SavedMlpArgs*>(ctx->saved_data.at("args").toCapsule().get());
+    const MlpArgs& args = saved_args->args;
+    const size_t layers = saved_args->layers;
+    const bool has_bias = saved_args->has_bias;
+    variable_list out(1 + layers + (has_bias ? layers : 0) + 2);
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::TensorList weights(saved.data() + 1, layers);
+    const at::TensorList hidden(saved.data() + 1 + layers, layers - 1);
+    const at::TensorList aux(saved.data() + 2 * layers, layers);
+    const at::Tensor& y = saved[3 * layers];
+    const at::TensorList biases(saved.data() + 3 * layers + 1, has_bias ? layers : 0);
+    const at::Tensor& seed_tensor = saved.back();
+    const std::optional<at::Tensor> seed =
+        seed_tensor.defined() ? std::optional(seed_tensor) : std::nullopt;
+    if (at::GradMode::is_enabled()) {
+      // create_graph: the gradient of the composition, itself differentiable.
+      std::vector<at::Tensor> wrt;
+      std::vector<size_t> slots;
+      for (size_t i = 0; i < 1 + layers + biases.size(); ++i) {
+        if (!ctx->needs_input_grad(i)) continue;
+        wrt.push_back(i == 0 ? x : i <= layers ? weights[i - 1] : biases[i - 1 - layers]);
+        slots.push_back(i);
+      }
+      const at::Tensor yc = std::get<0>(mlp_composite(x, weights, biases, args, seed));
+      const auto got = torch::autograd::grad({yc}, wrt, {grads[0]}, /*retain_graph=*/true,
+                                             /*create_graph=*/true, /*allow_unused=*/true);
+      for (size_t k = 0; k < slots.size(); ++k) out[slots[k]] = got[k];
+      return out;
+    }
+    const ActInfo& hidden_act = act_info(args.hidden.spec.act);
+    auto [gx, gw, gb] = op_handles::mlp_backward().call(
+        grads[0], x, weights, y, hidden, aux, has_bias, hidden_act.name,
+        args.hidden.spec.params.negative_slope, args.hidden.spec.params.alpha,
+        approximate_of(args.hidden.spec), args.hidden.spec.pieces, act_info(args.output.act).name,
+        args.hidden.dropout_p, seed, args.hidden.offset, ctx->needs_input_grad(0));
+    if (ctx->needs_input_grad(0)) out[0] = gx;
+    for (size_t l = 0; l < layers; ++l) {
+      if (ctx->needs_input_grad(1 + l)) out[1 + l] = gw[l];
+      if (has_bias && ctx->needs_input_grad(1 + layers + l)) out[1 + layers + l] = gb[l];
+    }
+    return out;
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     c10::string_view activation, double negative_slope, double alpha,
@@ -210,6 +301,41 @@ std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
   }
   auto out = LinearActFunction::apply(x, weight, bias, args, seed);
   return {out[0], out[1]};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_autograd(
+    const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+    c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, c10::string_view output_activation,
+    double dropout_p, const std::optional<at::Tensor>& seed, int64_t offset) {
+  bool grad = at::GradMode::is_enabled() && x.requires_grad();
+  bool composite = needs_composite(x);
+  for (const at::TensorList list : {weights, biases}) {
+    for (const at::Tensor& t : list) {
+      grad = grad || (at::GradMode::is_enabled() && t.requires_grad());
+      composite = composite || t._fw_grad(0).defined();
+    }
+  }
+  if (!composite && !grad) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handles::mlp().call(x, weights, biases, activation, negative_slope, alpha,
+                                  approximate, pieces, output_activation, dropout_p, seed, offset);
+  }
+  const MlpArgs args = parse_mlp_args("mlp", activation, negative_slope, alpha, approximate,
+                                      pieces, output_activation, dropout_p, offset);
+  if (!composite) {
+    check_differentiable("mlp", args.hidden.spec);
+    check_differentiable("mlp", args.output);
+  }
+  if (composite) {
+    check_mlp_inputs("mlp", x, weights, biases, args);
+    check_seed("mlp", dropout_p, seed);
+    return mlp_composite(x, weights, biases, args, seed);
+  }
+  const size_t layers = weights.size();
+  const auto out = MlpFunction::apply(x, weights, biases, args, seed);
+  return {out[0], std::vector<at::Tensor>(out.begin() + 1, out.begin() + layers),
+          std::vector<at::Tensor>(out.begin() + layers, out.end())};
 }
 
 at::Tensor activation_autograd(const at::Tensor& x, c10::string_view name, double negative_slope,
@@ -247,6 +373,7 @@ TORCH_LIBRARY_IMPL(mlpbench, Autograd, m) {
   m.impl("linear_act", &linear_act_autograd);
   m.impl("activation", &activation_autograd);
   m.impl("dropout", &dropout_autograd);
+  m.impl("mlp", &mlp_autograd);
 }
 
 }  // namespace mlpbench

@@ -59,4 +59,19 @@ std::pair<at::Tensor, at::Tensor> linear_act_composite(const at::Tensor& x, cons
   return {dropout_composite(y, args.dropout_p, seed, args.offset), aux};
 }
 
+MlpOutputs mlp_composite(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+                         const MlpArgs& args, const std::optional<at::Tensor>& seed) {
+  std::vector<at::Tensor> hidden, aux;
+  at::Tensor h = x;
+  for (size_t l = 0; l < weights.size(); ++l) {
+    const std::optional<at::Tensor> bias =
+        biases.empty() ? std::nullopt : std::optional<at::Tensor>(biases[l]);
+    auto [y, a] = linear_act_composite(h, weights[l], bias, args.layer(l, weights.size()), seed);
+    if (l + 1 < weights.size()) hidden.push_back(y.detach());
+    aux.push_back(a);
+    h = y;
+  }
+  return {h, hidden, aux};
+}
+
 }  // namespace mlpbench

@@ -11,6 +11,7 @@
 #include <optional>
 #include <utility>
 
+#include "mlp.h"
 #include "op_args.h"
 
 namespace mlpbench {
@@ -25,6 +26,11 @@ at::Tensor activation_composite(const at::Tensor& x, const ActSpec& spec);
 
 // act'(saved), saved the forward's output or input as the activation's row says.
 at::Tensor derivative_composite(const at::Tensor& saved, const ActSpec& spec);
+
+// (y, hidden, aux) of mlp: linear_act_composite layer after layer (hidden and
+// aux not differentiable, as the kernels return them).
+MlpOutputs mlp_composite(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+                         const MlpArgs& args, const std::optional<at::Tensor>& seed);
 
 at::Tensor dropout_composite(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
                              int64_t offset);

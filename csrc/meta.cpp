@@ -5,6 +5,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "mlp.h"
 #include "op_args.h"
 
 namespace mlpbench {
@@ -68,6 +69,50 @@ at::Tensor dropout_meta(const at::Tensor& x, double p, const std::optional<at::T
   return at::empty_symint(x.sym_sizes(), x.options());
 }
 
+MlpOutputs mlp_meta(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
+                    c10::string_view activation, double negative_slope, double alpha,
+                    c10::string_view approximate, int64_t pieces,
+                    c10::string_view output_activation, double dropout_p,
+                    const std::optional<at::Tensor>& seed, int64_t offset) {
+  const MlpArgs args = parse_mlp_args("mlp", activation, negative_slope, alpha, approximate,
+                                      pieces, output_activation, dropout_p, offset);
+  check_seed("mlp", dropout_p, seed);
+  check_mlp_inputs("mlp", x, weights, biases, args);
+  std::vector<at::Tensor> hidden, aux;
+  c10::SymIntArrayRef sizes = x.sym_sizes();
+  std::vector<c10::SymInt> y_sizes;
+  for (size_t l = 0; l < weights.size(); ++l) {
+    const ActSpec spec = args.layer(l, weights.size()).spec;
+    const auto shapes = linear_act_shapes<c10::SymInt>(sizes, weights[l].sym_size(0), spec);
+    aux.push_back(at::empty_symint(shapes.aux, x.options().dtype(aux_dtype(spec, x.scalar_type()))));
+    y_sizes = shapes.y;
+    sizes = y_sizes;
+    if (l + 1 < weights.size()) hidden.push_back(at::empty_symint(y_sizes, x.options()));
+  }
+  return {at::empty_symint(y_sizes, x.options()), hidden, aux};
+}
+
+MlpGrads mlp_backward_meta(const at::Tensor& grad_y, const at::Tensor& x, at::TensorList weights,
+                           const at::Tensor& /*y*/, at::TensorList /*hidden*/,
+                           at::TensorList /*aux*/, bool has_bias, c10::string_view activation,
+                           double negative_slope, double alpha, c10::string_view approximate,
+                           int64_t pieces, c10::string_view output_activation, double dropout_p,
+                           const std::optional<at::Tensor>& seed, int64_t offset, bool x_grad) {
+  const MlpArgs args = parse_mlp_args("mlp_backward", activation, negative_slope, alpha,
+                                      approximate, pieces, output_activation, dropout_p, offset);
+  check_differentiable("mlp_backward", args.hidden.spec);
+  check_differentiable("mlp_backward", args.output);
+  check_seed("mlp_backward", dropout_p, seed);
+  check_float_tensor("mlp_backward", "grad_y", grad_y);
+  std::vector<at::Tensor> grad_weights, grad_biases;
+  for (const at::Tensor& w : weights) {
+    grad_weights.push_back(at::empty_symint(w.sym_sizes(), w.options()));
+    if (has_bias) grad_biases.push_back(at::empty_symint({w.sym_size(0)}, w.options()));
+  }
+  return {x_grad ? at::empty_symint(x.sym_sizes(), x.options()) : at::empty({0}, x.options()),
+          grad_weights, grad_biases};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, Meta, m) {
@@ -76,6 +121,8 @@ TORCH_LIBRARY_IMPL(mlpbench, Meta, m) {
   m.impl("activation", &activation_meta);
   m.impl("activation_backward", &activation_backward_meta);
   m.impl("dropout", &dropout_meta);
+  m.impl("mlp", &mlp_meta);
+  m.impl("mlp_backward", &mlp_backward_meta);
 }
 
 }  // namespace mlpbench

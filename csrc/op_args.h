@@ -143,7 +143,13 @@ struct LinearActCall {
   at::Tensor as_y_rows(const at::Tensor& t) const { return t.reshape({n, out_cols}).contiguous(); }
 };
 
-// Parses and checks; for linear_act_backward (backward = true) also refuses step.
+// Checks the tensors of an op `op` against parsed arguments; for a backward
+// also refuses a non-differentiable activation (step).
+LinearActCall linear_act_call(const char* op, bool backward, const at::Tensor& x,
+                              const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                              const LinearActArgs& args, const std::optional<at::Tensor>& seed);
+
+// Parses, then as above for linear_act or (backward = true) linear_act_backward.
 LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, c10::string_view activation,
                               double negative_slope, double alpha, c10::string_view approximate,

@@ -9,6 +9,7 @@
 #include <array>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace mlpbench::op_handles {
 
@@ -25,6 +26,13 @@ using ActivationBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, c
                                          double, double, c10::string_view);
 using DropoutSig = at::Tensor(const at::Tensor&, double, Seed, int64_t);
 using DrawSeedSig = at::Tensor();
+using MlpSig = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>(
+    const at::Tensor&, at::TensorList, at::TensorList, c10::string_view, double, double,
+    c10::string_view, int64_t, c10::string_view, double, Seed, int64_t);
+using MlpBackwardSig = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>(
+    const at::Tensor&, const at::Tensor&, at::TensorList, const at::Tensor&, at::TensorList,
+    at::TensorList, bool, c10::string_view, double, double, c10::string_view, int64_t,
+    c10::string_view, double, Seed, int64_t, bool);
 
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> find_op(const char* name) {
@@ -54,6 +62,14 @@ inline const c10::TypedOperatorHandle<DropoutSig>& dropout() {
 }
 inline const c10::TypedOperatorHandle<DrawSeedSig>& draw_seed() {
   static const auto op = find_op<DrawSeedSig>("mlpbench::draw_seed");
+  return op;
+}
+inline const c10::TypedOperatorHandle<MlpSig>& mlp() {
+  static const auto op = find_op<MlpSig>("mlpbench::mlp");
+  return op;
+}
+inline const c10::TypedOperatorHandle<MlpBackwardSig>& mlp_backward() {
+  static const auto op = find_op<MlpBackwardSig>("mlpbench::mlp_backward");
   return op;
 }
 

@@ -129,18 +129,14 @@ LinearActArgs parse_linear_act_args(const char* op, c10::string_view activation,
   return args;
 }
 
-LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tensor& weight,
-                              const std::optional<at::Tensor>& bias, c10::string_view activation,
-                              double negative_slope, double alpha, c10::string_view approximate,
-                              int64_t pieces, double dropout_p,
-                              const std::optional<at::Tensor>& seed, int64_t offset) {
-  const char* op = backward ? "linear_act_backward" : "linear_act";
+LinearActCall linear_act_call(const char* op, bool backward, const at::Tensor& x,
+                              const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                              const LinearActArgs& args, const std::optional<at::Tensor>& seed) {
   LinearActCall call;
-  call.args = parse_linear_act_args(op, activation, negative_slope, alpha, approximate, pieces,
-                                    dropout_p, offset);
+  call.args = args;
   if (backward) check_differentiable(op, call.spec());
   check_linear_act_inputs(op, x, weight, bias, call.spec());
-  call.mask = parse_dropout(op, dropout_p, seed, offset);
+  call.mask = parse_dropout(op, args.dropout_p, seed, args.offset);
   call.x2 = as_rows(x);
   const auto shapes = linear_act_shapes<int64_t>(x.sizes(), weight.size(0), call.spec());
   call.n = shapes.n;
@@ -148,6 +144,18 @@ LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tens
   call.out_cols = shapes.out_cols;
   call.y_sizes = shapes.y;
   return call;
+}
+
+LinearActCall linear_act_call(bool backward, const at::Tensor& x, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias, c10::string_view activation,
+                              double negative_slope, double alpha, c10::string_view approximate,
+                              int64_t pieces, double dropout_p,
+                              const std::optional<at::Tensor>& seed, int64_t offset) {
+  const char* op = backward ? "linear_act_backward" : "linear_act";
+  return linear_act_call(op, backward, x, weight, bias,
+                         parse_linear_act_args(op, activation, negative_slope, alpha, approximate,
+                                               pieces, dropout_p, offset),
+                         seed);
 }
 
 std::pair<at::Tensor, at::Tensor> input_grads(const LinearActCall& call, const at::Tensor& grad_pre,
@@ -258,6 +266,22 @@ TORCH_LIBRARY(mlpbench, m) {
   m.def(
       "activation_backward(Tensor grad_y, Tensor saved, str name, float negative_slope, "
       "float alpha, str approximate) -> Tensor");
+  // The whole MLP (mlp.h): layer l is linear_act of weights[l] (and biases[l],
+  // biases empty for none) with the hidden activation and dropout (seed,
+  // offset + l), the last layer with output_activation and no dropout.
+  // Returns (y, hidden, aux): hidden the outputs of every layer but the last,
+  // aux each layer's aux; both only for mlp_backward.
+  m.def(
+      "mlp(Tensor x, Tensor[] weights, Tensor[] biases, str activation, float negative_slope, "
+      "float alpha, str approximate, int pieces, str output_activation, float dropout_p, "
+      "Tensor? seed, int offset) -> (Tensor, Tensor[], Tensor[])");
+  // Every gradient in one call: (grad_x, or empty unless x_grad; grad_weights;
+  // grad_biases, or none without biases).
+  m.def(
+      "mlp_backward(Tensor grad_y, Tensor x, Tensor[] weights, Tensor y, Tensor[] hidden, "
+      "Tensor[] aux, bool has_bias, str activation, float negative_slope, float alpha, "
+      "str approximate, int pieces, str output_activation, float dropout_p, Tensor? seed, "
+      "int offset, bool x_grad) -> (Tensor, Tensor[], Tensor[])");
   // Inverted dropout; its backward is the same op applied to the gradient.
   m.def("dropout(Tensor x, float p, Tensor? seed, int offset) -> Tensor");
   // A fresh 63-bit dropout seed from torch's default CPU generator, as a

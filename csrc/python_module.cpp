@@ -49,6 +49,17 @@ void ops_entry_points(pybind11::module_& m) {
   m.def("dropout", [](const at::Tensor& x, double p, const Seed& seed, int64_t offset) {
     return oh::dropout().call(x, p, seed, offset);
   }, pybind11::arg("x"), pybind11::arg("p"), pybind11::arg("seed"), pybind11::arg("offset"));
+  m.def("mlp", [](const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                  const std::vector<at::Tensor>& biases, const std::string& activation,
+                  double negative_slope, double alpha, const std::string& approximate,
+                  int64_t pieces, const std::string& output_activation, double dropout_p,
+                  const Seed& seed, int64_t offset) {
+    return oh::mlp().call(x, weights, biases, activation, negative_slope, alpha, approximate,
+                          pieces, output_activation, dropout_p, seed, offset);
+  }, pybind11::arg("x"), pybind11::arg("weights"), pybind11::arg("biases"),
+        pybind11::arg("activation"), pybind11::arg("negative_slope"), pybind11::arg("alpha"),
+        pybind11::arg("approximate"), pybind11::arg("pieces"), pybind11::arg("output_activation"),
+        pybind11::arg("dropout_p"), pybind11::arg("seed"), pybind11::arg("offset"));
   // Through the dispatcher too, so that torch.jit.trace records the draw.
   m.def("draw_seed", [] { return oh::draw_seed().call(); },
         "A fresh dropout seed (one-element int64 tensor) from torch's default generator");

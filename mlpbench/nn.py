@@ -7,7 +7,29 @@ from torch import nn
 
 from . import ops
 
-__all__ = ["FusedDropout", "FusedLinear"]
+__all__ = ["INITS", "FusedDropout", "FusedLinear", "FusedMLP", "init_linear_", "mlp_forward"]
+
+INITS = ("default", "zeros", "normal", "xavier", "xavier_normal", "he", "he_fan_out")
+
+
+def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init: str) -> None:
+    """Initialise one layer as the lecture does: weights by `init`, biases zero
+    ("default": nn.Linear's own, left as it is)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {', '.join(map(repr, INITS))}")
+    if init == "default":
+        return
+    with torch.no_grad():
+        {
+            "zeros": nn.init.zeros_,
+            "normal": nn.init.normal_,
+            "xavier": nn.init.xavier_uniform_,
+            "xavier_normal": nn.init.xavier_normal_,
+            "he": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+            "he_fan_out": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+        }[init](weight)
+        if bias is not None:
+            bias.zero_()
 
 
 class FusedLinear(nn.Module):
@@ -51,11 +73,14 @@ class FusedLinear(nn.Module):
         # nn.Linear's own initialisation, on our parameters.
         nn.Linear.reset_parameters(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, seed=None, offset: int = 0) -> torch.Tensor:
+        """seed=None draws one per training call; models.MLP passes one seed and
+        each layer's offset, as the whole-MLP op uses them."""
         return ops.linear_act(x, self.weight, self.bias, self.activation,
                               negative_slope=self.negative_slope, alpha=self.alpha,
                               approximate=self.approximate, pieces=self.pieces,
-                              dropout_p=self.dropout, training=self.training)
+                              dropout_p=self.dropout, training=self.training, seed=seed,
+                              offset=offset)
 
     def extra_repr(self) -> str:
         extra = f", pieces={self.pieces}" if self.activation == "maxout" else ""
@@ -77,3 +102,58 @@ class FusedDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def mlp_forward(layers, x, *, dropout: float, training: bool, seed=None, offset: int = 0):
+    """The whole-MLP op over a list of FusedLinear layers (their weights,
+    biases, activations and parameters: hidden ones alike, the last one the
+    output's); dropout after every hidden layer."""
+    first, last = layers[0], layers[-1]
+    return ops.mlp(x, [layer.weight for layer in layers],
+                   [layer.bias for layer in layers] if first.bias is not None else None,
+                   first.activation if len(layers) > 1 else last.activation,
+                   negative_slope=first.negative_slope, alpha=first.alpha,
+                   approximate=first.approximate, pieces=first.pieces,
+                   output_activation=last.activation, dropout_p=dropout, training=training,
+                   seed=seed, offset=offset)
+
+
+class FusedMLP(nn.Module):
+    """A whole MLP as one op (mlpbench.ops.mlp): Linear layers of `sizes` with
+    `activation` and dropout after every hidden layer, the last layer with
+    `output_activation` (logits by default), one autograd node for all.
+
+    Parameters are models.MLP's (layers.i.weight, layers.i.bias), so state
+    dicts move between this module and models.MLP, fused or stock.
+    """
+
+    def __init__(self, sizes, activation: str = "relu", dropout: float = 0.0, *,
+                 bias: bool = True, init: str = "default", pieces: int = 2,
+                 output_activation: str = "identity", negative_slope: float = 0.01,
+                 alpha: float = 1.0, approximate: str = "none", device=None, dtype=None):
+        super().__init__()
+        sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
+        if not isinstance(sizes, list) or len(sizes) < 2 or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(f"FusedMLP: sizes must be at least two positive ints, got {sizes!r}")
+        act = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
+        for name in (activation, output_activation):
+            ops.check_activation(name, op="FusedMLP", pieces=pieces, **act)
+        if init not in INITS:
+            raise ValueError(f"FusedMLP: unknown init {init!r}; expected one of "
+                             f"{', '.join(map(repr, INITS))}")
+        self.dropout = ops.check_probability(dropout, "FusedMLP")
+        self.sizes, self.activation = sizes, activation
+        self.layers = nn.ModuleList()
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            hidden = i < len(sizes) - 2
+            layer = FusedLinear(n_in, n_out, activation if hidden else output_activation, bias,
+                                pieces=pieces, device=device, dtype=dtype, **act)
+            init_linear_(layer.weight, layer.bias, init)
+            self.layers.append(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(self.layers, x, dropout=self.dropout, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}, activation={self.activation!r}, dropout={self.dropout}"

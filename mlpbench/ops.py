@@ -17,7 +17,7 @@ import torch
 from . import _C
 
 __all__ = ["ACTIVATIONS", "activation", "activation_info", "check_activation",
-           "check_probability", "debug_poison", "draw_seed", "dropout", "linear_act",
+           "check_probability", "debug_poison", "draw_seed", "dropout", "linear_act", "mlp",
            "philox4x32"]
 
 # The activation table (csrc/activations.h), one dict per name: "name",
@@ -208,6 +208,38 @@ def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, 
     return y
 
 
+def _tensor_list(values, name, op, optional=False):
+    if optional and values is None:
+        return []
+    if not isinstance(values, (list, tuple)):
+        expected = "a list of tensors" + (" or None" if optional else "")
+        raise TypeError(f"{op}: {name} must be {expected}, got {type(values).__name__}")
+    for i, value in enumerate(values):
+        _tensor(value, f"{name}[{i}]", op)
+    return list(values)
+
+
+def mlp(x, weights, biases=None, activation="relu", *, negative_slope=0.01, alpha=1.0,
+        approximate="none", pieces=2, output_activation="identity", dropout_p=0.0,
+        training=True, seed=None, offset=0):
+    """A whole MLP in one op: layer l computes linear_act of weights[l] and
+    biases[l] (biases None: no biases) with `activation` and dropout, the last
+    layer with `output_activation` and no dropout; one autograd node for all.
+
+    Layer l's dropout mask is linear_act's for (seed, offset + l): one seed per
+    call (drawn when None), the layers at consecutive offsets.
+    """
+    op = "mlp"
+    x = _tensor(x, "x", op)
+    weights = _tensor_list(weights, "weights", op)
+    biases = _tensor_list(biases, "biases", op, optional=True)
+    args = _act_args(op, activation, negative_slope, alpha, approximate, pieces)
+    output_activation = _string(output_activation, "output_activation", op)
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    y, _, _ = _entry(op)(x, weights, biases, *args, output_activation, p, seed, offset)
+    return y
+
+
 def activation(x, name, *, negative_slope=0.01, alpha=1.0, approximate="none"):
     """The elementwise activation `name` (any of ACTIVATIONS but maxout)."""
     _tensor(x, "x", "activation")
@@ -288,6 +320,37 @@ def _linear_act_vmap(info, in_dims, x, weight, bias, *args):
         y = _same_mask(y, p, seed, offset)
     # aux is (rows, units) over every leading dimension of x, batch included.
     return (y, aux.reshape(n, -1, aux.shape[-1]) if aux.dim() == 2 else aux), (0, 0 if aux.dim() == 2 else None)
+
+
+@torch.library.register_vmap("mlpbench::mlp")
+def _mlp_vmap(info, in_dims, x, weights, biases, *args):
+    *act, p, seed, offset = args
+    _check_unbatched_seed(in_dims, 10, "mlp")
+    op = torch.ops.mlpbench.mlp.default
+    n = info.batch_size
+    unbatched_params = all(d is None for d in (*(in_dims[1] or ()), *(in_dims[2] or ())))
+    if unbatched_params and (info.randomness == "different" or p == 0.0):
+        y, hidden, aux = op(x.movedim(in_dims[0], 0), weights, biases, *act, p, seed, offset)
+    else:
+        # Batched parameters, or one mask for every sample: a call per sample
+        # (with 'different', each sample's layers at offsets of their own).
+        def sample(t, dim, i):
+            return t if dim is None else t.select(dim, i)
+        calls = []
+        for i in range(n):
+            xi = sample(x, in_dims[0], i)
+            wi = [sample(w, d, i) for w, d in zip(weights, in_dims[1] or [None] * len(weights))]
+            bi = [sample(b, d, i) for b, d in zip(biases, in_dims[2] or [None] * len(biases))]
+            step = len(weights) * i if info.randomness == "different" else 0
+            calls.append(op(xi, wi, bi, *act, p, seed, offset + step))
+        y = torch.stack([c[0] for c in calls])
+        hidden = [torch.stack(h) for h in zip(*(c[1] for c in calls))]
+        aux = [torch.stack(a) for a in zip(*(c[2] for c in calls))]
+        return (y, hidden, [a if a.dim() > 1 else a[0] for a in aux]), (
+            0, [0] * len(hidden), [0 if a.dim() > 1 else None for a in aux])
+    aux_dims = [0 if a.dim() == 2 else None for a in aux]
+    aux = [a.reshape(n, -1, a.shape[-1]) if a.dim() == 2 else a for a in aux]
+    return (y, hidden, aux), (0, [0] * len(hidden), aux_dims)
 
 
 # Autograd and the meta kernels are registered in C++ (csrc/autograd.cpp,

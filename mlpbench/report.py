@@ -30,7 +30,8 @@ __all__ = ["load_rows", "load_saved_bytes", "load_beside", "ratio", "markdown",
 CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
 
 # The order rows appear in within a group.
-ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile", "fused",
+ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile",
+             "fused layer", "fused",
              "fused fwd", "fused bwd", "cublaslt"]
 
 

@@ -71,8 +71,11 @@ def parse_args(argv=None):
     d = Config()
     p = argparse.ArgumentParser(prog="python -m mlpbench.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=d.fused,
-                   help="fused mlpbench layers (default) or stock nn.Linear + activation + nn.Dropout")
+    p.add_argument("--fused", nargs="?", const="mlp", default=d.fused, choices=["mlp", "layer"],
+                   help="fused layers (default): the whole network as one op (mlp, the default "
+                        "with --fused), or one op per layer (layer)")
+    p.add_argument("--no-fused", dest="fused", action="store_const", const=False,
+                   help="stock nn.Linear + activation + nn.Dropout")
     p.add_argument("--arch", type=_arch, default=d.arch, metavar="784-...-10",
                    help="layer sizes (default 784-256-256-256-10)")
     p.add_argument("--activation",
@@ -143,8 +146,12 @@ def _unwritable(out: Path):
 
 def describe(config: dict) -> str:
     """A run's network in one line, as the final line prints it."""
-    kind = "fused" if config["fused"] else "stock"
+    kind = {False: "stock", "layer": "fused per-layer"}.get(config["fused"], "fused")
     return f"{kind} {'-'.join(map(str, config['arch']))} {config['activation']}"
+
+
+def _fused_mode(fused, batchnorm):
+    return ("layer" if batchnorm else "mlp") if fused is True else fused
 
 
 def _resume_conflicts(args, saved: dict) -> list:
@@ -153,6 +160,8 @@ def _resume_conflicts(args, saved: dict) -> list:
     conflicts = []
     for dest in sorted(args.explicit & set(saved)):
         given, kept = getattr(args, dest), saved[dest]
+        if dest == "fused":  # True is "mlp" (or "layer" with batch norm): the same run
+            given, kept = (_fused_mode(v, saved["batchnorm"]) for v in (given, kept))
         if dest == "epochs":
             if given < kept:
                 conflicts.append(f"--epochs {given} is fewer than the checkpoint's {kept}")

@@ -36,7 +36,7 @@ SCHEDULERS = ("none", "step", "cosine", "plateau")
 class Config:
     """One training run; the defaults are the lecture's plotted run."""
 
-    fused: bool = True
+    fused: bool | str = True  # models.MLP's fused=: "mlp", "layer", True (fastest) or False
     arch: tuple = (784, 256, 256, 256, 10)
     activation: str = "relu"
     dropout: float = 0.3

@@ -36,7 +36,7 @@ def test_report_tables_and_chart(bench_json, tmp_path, capsys):
     assert "| stock | " in text and "1.00x" in text
     assert "x* |" in text and "timed interleaved with that row" in text
     assert png.stat().st_size > 1000
-    assert "saved for backward" in text and "| fused |" in text and "307,224 B" in text
+    assert "saved for backward" in text and "| fused |" in text and "307,208 B" in text
 
 
 def test_report_checks_the_relu_claim(bench_json, capsys):

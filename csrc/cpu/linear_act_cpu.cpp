@@ -21,7 +21,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "../op_args.h"
+#include "../layer_kernels.h"
 #include "vec_loops.h"
 
 namespace mlpbench::cpu {
@@ -153,13 +153,12 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
-    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset) {
-  const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
-                                             alpha, approximate, pieces, dropout_p, seed, offset);
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
+                                                      const at::Tensor& x,
+                                                      const at::Tensor& weight,
+                                                      const std::optional<at::Tensor>& bias) {
   const ActSpec& spec = call.spec();
   const int64_t n = call.n, out_cols = call.out_cols;
   const at::Tensor x2 = call.x2.contiguous();
@@ -177,6 +176,8 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
   }
   return {y.view(call.y_sizes), aux};
 }
+
+namespace {
 
 // grad_pre of the flat elements [start, start + count) (not maxout):
 // gy * dropout * act'(saved); the pointers point at element `start`. saved is
@@ -285,14 +286,11 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
   return {gx, gw};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
-    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
-    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
-  const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
-                                             negative_slope, alpha, approximate, pieces,
-                                             dropout_p, seed, offset);
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
+    const LinearActCall& call, const at::Tensor& grad_y, const at::Tensor& x,
+    const at::Tensor& weight, const at::Tensor& saved, std::array<bool, 3> output_mask) {
   const ActSpec& spec = call.spec();
   const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const at::Tensor gy = call.as_y_rows(grad_y);
@@ -359,6 +357,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
   }
   auto [gx, gw] = input_grads_cpu(call, gp, x, weight, output_mask);
   return {gx, gw, gbias};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset) {
+  return linear_act_forward(linear_act_call(false, x, weight, bias, activation, negative_slope,
+                                            alpha, approximate, pieces, dropout_p, seed, offset),
+                            x, weight, bias);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
+  return linear_act_backward(linear_act_call(true, x, weight, std::nullopt, activation,
+                                             negative_slope, alpha, approximate, pieces,
+                                             dropout_p, seed, offset),
+                             grad_y, x, weight, saved, output_mask);
 }
 
 }  // namespace

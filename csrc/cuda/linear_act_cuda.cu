@@ -14,8 +14,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
-#include "../op_args.h"
 #include "cuda_common.cuh"
+#include "../layer_kernels.h"
 
 namespace mlpbench::cuda {
 namespace {
@@ -180,13 +180,12 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
-    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset) {
-  const LinearActCall call = linear_act_call(false, x, weight, bias, activation, negative_slope,
-                                             alpha, approximate, pieces, dropout_p, seed, offset);
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
+                                                      const at::Tensor& x,
+                                                      const at::Tensor& weight,
+                                                      const std::optional<at::Tensor>& bias) {
   const ActSpec& spec = call.spec();
   const DropoutMask& mask = call.mask;
   const bool dropout = call.dropout(), saves_pre = call.saves_pre();
@@ -242,14 +241,9 @@ std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
   return {y.view(call.y_sizes), aux};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
-    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
-    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
-  const LinearActCall call = linear_act_call(true, x, weight, std::nullopt, activation,
-                                             negative_slope, alpha, approximate, pieces,
-                                             dropout_p, seed, offset);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
+    const LinearActCall& call, const at::Tensor& grad_y, const at::Tensor& x,
+    const at::Tensor& weight, const at::Tensor& saved, std::array<bool, 3> output_mask) {
   const ActSpec& spec = call.spec();
   const DropoutMask& mask = call.mask;
   const bool dropout = call.dropout();
@@ -306,6 +300,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
   }
   auto [gx, gw] = input_grads(call, gp, x, weight, output_mask);
   return {gx, gw, gbias};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> linear_act_cuda(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset) {
+  return linear_act_forward(linear_act_call(false, x, weight, bias, activation, negative_slope,
+                                            alpha, approximate, pieces, dropout_p, seed, offset),
+                            x, weight, bias);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cuda(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
+    c10::string_view approximate, int64_t pieces, double dropout_p,
+    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
+  return linear_act_backward(linear_act_call(true, x, weight, std::nullopt, activation,
+                                             negative_slope, alpha, approximate, pieces,
+                                             dropout_p, seed, offset),
+                             grad_y, x, weight, saved, output_mask);
 }
 
 }  // namespace

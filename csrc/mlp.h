@@ -1,0 +1,52 @@
+// The whole MLP as one op: layers of Linear + activation (+ dropout after
+// each hidden layer), run with the layer kernels of layer_kernels.h one after
+// another, under one autograd node. Layer l's dropout mask is that of
+// linear_act with (seed, offset + l): the per-layer path, given one seed and
+// offsets 0, 1, ..., draws the same masks.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "layer_kernels.h"
+#include "op_args.h"
+
+namespace mlpbench {
+
+// The parsed scalar arguments of mlp and mlp_backward.
+struct MlpArgs {
+  LinearActArgs hidden;  // offset: the first hidden layer's
+  ActSpec output;
+
+  // Layer l of `layers`: the hidden activation with dropout and offset + l,
+  // or for the last layer the output activation without dropout.
+  LinearActArgs layer(size_t l, size_t layers) const;
+};
+
+MlpArgs parse_mlp_args(const char* op, c10::string_view activation, double negative_slope,
+                       double alpha, c10::string_view approximate, int64_t pieces,
+                       c10::string_view output_activation, double dropout_p, int64_t offset);
+
+// The list lengths, shapes, dtypes and devices, each error naming the layer.
+void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weights,
+                      at::TensorList biases, const MlpArgs& args);
+
+// (y, hidden outputs (one per layer but the last), aux (one per layer)).
+using MlpOutputs = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
+// (grad_x or empty, grad_weights, grad_biases or none).
+using MlpGrads = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
+
+MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
+                       at::TensorList weights, at::TensorList biases, const MlpArgs& args,
+                       const std::optional<at::Tensor>& seed);
+
+MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
+                      at::TensorList weights, const at::Tensor& y, at::TensorList hidden,
+                      at::TensorList aux, bool has_bias, const MlpArgs& args,
+                      const std::optional<at::Tensor>& seed, bool x_grad);
+
+}  // namespace mlpbench
