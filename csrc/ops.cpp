@@ -69,11 +69,11 @@ ActSpec parse_elementwise(const char* op, c10::string_view name, double negative
 void check_float_tensor(const char* op, const char* arg, const at::Tensor& t) {
   const auto dtype = t.scalar_type();
   const bool half = t.is_cuda() || t.is_meta();  // meta: the meta kernels, any device
-  const bool ok = dtype == at::kFloat || dtype == at::kDouble ||
-                  (half && (dtype == at::kHalf || dtype == at::kBFloat16));
-  TORCH_CHECK_TYPE(ok, op, ": ", arg, " must be a float32 or float64 tensor",
-                   t.is_cuda() ? " (or float16/bfloat16 on CUDA)" : "", ", got ", dtype, " on ",
-                   t.device());
+  const bool ok = dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 ||
+                  (half && dtype == at::kHalf);
+  TORCH_CHECK_TYPE(ok, op, ": ", arg, " must be a float32, float64 or bfloat16 tensor",
+                   t.is_cuda() ? " (or float16 on CUDA)" : " (float16 only on CUDA)", ", got ",
+                   dtype, " on ", t.device());
 }
 
 void check_like_grad(const char* op, const at::Tensor& grad_y, const at::Tensor& saved) {

@@ -106,19 +106,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }, "A fresh tensor allocated as the kernels allocate their outputs");
   // The instruction set of the CPU kernels, as a name; tests lower it to run
   // the AVX2 and baseline builds of every kernel on an AVX-512 machine.
-  static const char* const kLevels[] = {"baseline", "avx2", "avx512"};
+  static const char* const kLevels[] = {"baseline", "avx2", "avx512", "avx512_bf16"};
   m.def("simd_level", [] { return kLevels[static_cast<int>(mlpbench::simd::level())]; });
   m.def("best_simd_level",
         [] { return kLevels[static_cast<int>(mlpbench::simd::best_level())]; });
   m.def("set_simd_level", [](const std::string& name) {
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 4; ++i) {
       if (name == kLevels[i]) {
         mlpbench::simd::set_level(static_cast<mlpbench::simd::Level>(i));
         return;
       }
     }
-    throw pybind11::value_error("set_simd_level: level must be 'baseline', 'avx2' or "
-                                "'avx512', got '" + name + "'");
+    throw pybind11::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
+                                "or 'avx512_bf16', got '" + name + "'");
   }, "Run the CPU kernels with at most this instruction set", pybind11::arg("level"));
   m.def("activations", &activations,
         "The activation table: name, parameters, what backward saves, cost class");

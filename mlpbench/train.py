@@ -26,7 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import MNISTDataError
 from .distributed import setup, teardown
 from .models import INITS
-from .training import OPTIMIZERS, SCHEDULERS, Config, train
+from .training import OPTIMIZERS, PRECISIONS, SCHEDULERS, Config, train
 
 __all__ = ["main", "parse_args"]
 
@@ -98,6 +98,9 @@ def parse_args(argv=None):
     p.add_argument("--standardize", action="store_true", help="(x - mean) / std per pixel")
     p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each activation")
     p.add_argument("--device", choices=["cpu", "cuda"], default=d.device, help="default cpu")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="fp32 (default), bf16 (autocast to bfloat16, float32 parameters) or "
+                        "fp16 (autocast to float16 with gradient scaling; CUDA only)")
     p.add_argument("--seed", type=_seed, default=d.seed, help="default 0 (any int in [0, 2**64))")
     p.add_argument("--train-limit", type=_bounded(int, 1), default=None, metavar="N",
                    help="train on the first N training images only (quick runs)")
@@ -116,6 +119,8 @@ def parse_args(argv=None):
             p.error(f"--out: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if args.precision == "fp16" and args.device != "cuda":
+        p.error("--precision fp16: needs --device cuda (on the CPU use bf16)")
     return args
 
 
@@ -147,7 +152,9 @@ def _unwritable(out: Path):
 def describe(config: dict) -> str:
     """A run's network in one line, as the final line prints it."""
     kind = {False: "stock", "layer": "fused per-layer"}.get(config["fused"], "fused")
-    return f"{kind} {'-'.join(map(str, config['arch']))} {config['activation']}"
+    precision = config.get("precision", "fp32")
+    return (f"{kind} {'-'.join(map(str, config['arch']))} {config['activation']}"
+            + ("" if precision == "fp32" else f" {precision}"))
 
 
 def _fused_mode(fused, batchnorm):
@@ -189,7 +196,7 @@ def _run(args, context):
                     momentum=args.momentum, weight_decay=args.weight_decay,
                     scheduler=args.scheduler, epochs=args.epochs, batch_size=args.batch_size,
                     standardize=args.standardize, batchnorm=args.batchnorm, device=args.device,
-                    seed=args.seed, train_limit=args.train_limit)
+                    seed=args.seed, train_limit=args.train_limit, precision=args.precision)
     out = args.out or (args.resume.parent if args.resume else
                        Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     say = print if context.is_main else (lambda *a, **k: None)

@@ -29,6 +29,16 @@ __all__ = ["Config", "History", "batch_starts", "evaluate", "make_optimizer", "m
            "train"]
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def autocast(config: Config):
+    """The forward's precision: torch.autocast to bfloat16 or float16 (the
+    parameters stay float32, as with stock modules), or nothing for fp32."""
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(config.device).type, dtype=dtype)
 SCHEDULERS = ("none", "step", "cosine", "plateau")
 
 
@@ -53,6 +63,7 @@ class Config:
     device: str = "cpu"
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images (tests, quick runs)
+    precision: str = "fp32"  # "fp32", "bf16" (autocast) or "fp16" (autocast, GradScaler; CUDA)
 
 
 @dataclass
@@ -99,13 +110,15 @@ def make_scheduler(optimizer, config: Config):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size=1000):
-    """(mean cross-entropy, accuracy in [0, 1]) in eval mode."""
+def evaluate(model, x, y, batch_size=1000, precision=contextlib.nullcontext):
+    """(mean cross-entropy, accuracy in [0, 1]) in eval mode; precision makes
+    the forward's autocast context."""
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
+        with precision():
+            logits = model(x[i:i + batch_size]).float()
         loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
         correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
     model.train(was_training)
@@ -175,6 +188,10 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs --device cuda (on the CPU use bf16)")
     checkpoint = load_checkpoint(resume) if resume else None
     if checkpoint is not None:
         config = Config(**{**checkpoint["config"], "epochs": max(config.epochs,
@@ -205,6 +222,11 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
         shuffle.set_state(checkpoint["shuffle"])
         _set_rng_state(checkpoint["rng"][ctx.rank], device)
         history.epochs = checkpoint["epochs"]
+    # float16 needs its gradients scaled (bfloat16 has float32's range);
+    # disabled, the scaler passes everything through.
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    if checkpoint is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
     forward = model
     if ctx.active:
         forward = torch.nn.parallel.DistributedDataParallel(model)
@@ -229,11 +251,13 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
         for step in bar:
             idx = ctx.shard(order[starts[step]:ends[step]])
             xb, yb = train_x[idx], train_y[idx]
-            logits = forward(xb)
-            loss = F.cross_entropy(logits, yb)
+            with autocast(config):
+                logits = forward(xb)
+                loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)
@@ -250,7 +274,8 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
             break
         total_loss, total_correct, total_seen = totals()
         test_loss, test_acc = ctx.broadcast(
-            list(evaluate(model, test_x, test_y)) if ctx.is_main else [None, None])
+            list(evaluate(model, test_x, test_y, precision=lambda: autocast(config)))
+            if ctx.is_main else [None, None])
         if scheduler is not None:
             scheduler.step(test_loss) if config.scheduler == "plateau" else scheduler.step()
         record = {"epoch": epoch, "train_loss": total_loss / total_seen,
@@ -266,14 +291,14 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
         if on_epoch is not None:
             on_epoch(model, record)
         if out is not None:
-            write_outputs(out, history, model, optimizer, scheduler, shuffle, device, ctx)
+            write_outputs(out, history, model, optimizer, scheduler, scaler, shuffle, device, ctx)
     if out is not None and history.diverged:
-        write_outputs(out, history, model, optimizer, scheduler, shuffle, device, ctx)
+        write_outputs(out, history, model, optimizer, scheduler, scaler, shuffle, device, ctx)
     history.model = model
     return history
 
 
-def write_outputs(out: Path, history, model, optimizer, scheduler, shuffle, device,
+def write_outputs(out: Path, history, model, optimizer, scheduler, scaler, shuffle, device,
                   ctx: Context) -> None:
     """checkpoint.pt first, then metrics.json and curves.png, so that metrics
     never run ahead of the checkpoint; Ctrl-C waits until all are written.
@@ -288,6 +313,7 @@ def write_outputs(out: Path, history, model, optimizer, scheduler, shuffle, devi
         save_checkpoint({"config": history.config, "epochs": history.epochs,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                          "shuffle": shuffle.get_state(), "rng": rng}, out / "checkpoint.pt")
         metrics = out / "metrics.json"
         metrics.with_name("metrics.json.tmp").write_text(json.dumps(history.to_json(), indent=2))

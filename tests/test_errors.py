@@ -27,11 +27,11 @@ def test_dtype_mismatch(t):
 
 
 def test_integer_tensors(t):
-    with pytest.raises(TypeError, match="x must be a float32 or float64 tensor"):
+    with pytest.raises(TypeError, match="x must be a float32, float64 or bfloat16 tensor"):
         ops.linear_act(t(4, 13, dtype=torch.int64), t(5, 13))
-    with pytest.raises(TypeError, match="x must be a float32 or float64"):
+    with pytest.raises(TypeError, match="x must be a float32, float64 or bfloat16"):
         ops.activation(t(4, dtype=torch.int32), "relu")
-    with pytest.raises(TypeError, match="x must be a float32 or float64"):
+    with pytest.raises(TypeError, match="x must be a float32, float64 or bfloat16"):
         ops.dropout(t(4, dtype=torch.int32), 0.5)
 
 

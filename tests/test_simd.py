@@ -17,7 +17,7 @@ from helpers import ELEMENTWISE, act_id, act_kwargs
 from mlpbench import ops
 from mlpbench.reference import stock_activation, stock_linear_act
 
-ORDER = ["baseline", "avx2", "avx512"]
+ORDER = ["baseline", "avx2", "avx512", "avx512_bf16"]
 LEVELS = ORDER[: ORDER.index(_C.best_simd_level()) + 1]
 
 
@@ -124,7 +124,7 @@ def test_linear_act_at_each_level(level, act, p):
 
 
 def test_set_simd_level_rejects_unknown_names():
-    with pytest.raises(ValueError, match="level must be 'baseline', 'avx2' or 'avx512'"):
+    with pytest.raises(ValueError, match="level must be 'baseline', 'avx2', 'avx512' or 'avx512_bf16'"):
         _C.set_simd_level("sse9")
 
 

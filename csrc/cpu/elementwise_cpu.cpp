@@ -27,12 +27,12 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
   check_float_tensor("activation", "x", x);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "activation_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, xc.numel(), grain(act_info(spec.act).forward_cost), [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
-        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        using P = Pack<scalar_t, decltype(lanes)>;
         with_activation<typename P::V>(spec, [&](auto act) {
           map_unary<P>(in + begin, out + begin, end - begin, [&](auto v) { return act.forward(v); });
         });
@@ -52,13 +52,13 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
   check_like_grad(op, grad_y, saved);
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
-  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "activation_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, g.scalar_type(), "activation_backward_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, g.numel(), grain(act_info(spec.act).backward_cost), [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
-        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        using P = Pack<scalar_t, decltype(lanes)>;
         with_activation<typename P::V>(spec, [&](auto act) {
           map_binary<P>(gp + begin, sp + begin, out + begin, end - begin,
                         [&](auto g, auto s) { return g * act.derivative(s); });
@@ -75,12 +75,12 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, const std::optional<at::Te
   check_float_tensor("dropout", "x", x);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dropout_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, xc.numel(), kGrainCheap, [&](int64_t begin, int64_t end) {
       simd::simd_dispatch([&](auto lanes) {
-        using P = Pack<scalar_t, decltype(lanes)::kWidth>;
+        using P = Pack<scalar_t, decltype(lanes)>;
         for_each_vector<P>(&mask, begin, end - begin,
                            [&](int64_t e, int64_t m, const uint32_t* words) {
           const int64_t i = begin + e;

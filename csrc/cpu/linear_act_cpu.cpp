@@ -12,6 +12,7 @@
 // partial bias gradient, and the partials are added in chunk order, so
 // grad_bias does not depend on the thread count. Then the two matrix products.
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -135,7 +136,7 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
 
   at::parallel_for(0, call.n, rows_per_chunk(call.out_rows), [&](int64_t r0, int64_t r1) {
     simd::simd_dispatch([&](auto lanes) {
-      using P = Pack<T, decltype(lanes)::kWidth>;
+      using P = Pack<T, decltype(lanes)>;
       with_activation<typename P::V>(spec, [&](auto act) {
         if (maxout) {
           for (int64_t r = r0; r < r1; ++r) {
@@ -169,7 +170,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
   if (n > 0 && out_cols > 0) {
     const at::Tensor w = weight.contiguous();
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_act_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "linear_act_cpu", [&] {
       forward_impl<scalar_t>(call, x2, w, b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
                              y, aux);
     });
@@ -186,10 +187,11 @@ template <typename P, typename T, typename ActFn>
 void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
                    const T* gy, const T* saved, T* gp) {
   using V = typename P::V;
-  const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
+  using S = typename P::Scalar;
+  const S keep_prob = mask ? static_cast<S>(mask->keep_prob) : S(1);
   for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
     V g = P::load(gy + e, m);
-    V s = saved ? P::load(saved + e, m) : V(T(0));
+    V s = saved ? P::load(saved + e, m) : V(S(0));
     if (mask) {
       g = P::dropout(words, m, *mask, g);
       // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
@@ -217,26 +219,30 @@ template <typename T>
 void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_cols,
                      int64_t pieces, const T* gy, const uint8_t* arg, T* gp) {
   if (pieces == 2 && !mask) return maxout_grad_pairs(out_cols, gy, arg, gp);
-  const T keep_prob = mask ? static_cast<T>(mask->keep_prob) : T(1);
+  using S = at::opmath_type<T>;
+  const S keep_prob = mask ? static_cast<S>(mask->keep_prob) : S(1);
   for (int64_t j = 0; j < out_cols; ++j) {
     T g = gy[j];
-    if (mask) g = dropout_value(mask->keeps(row_start + j), g, keep_prob);
+    if (mask) g = static_cast<T>(dropout_value(mask->keeps(row_start + j), static_cast<S>(g), keep_prob));
     T* unit = gp + j * pieces;
     std::fill(unit, unit + pieces, T(0));
     unit[arg[j]] = g;
   }
 }
 
-// sum[j] = the sum of column j of the (count / cols, cols) row-major rows.
-// Runs flat, each vector added at its column into acc, which wraps past the
-// row's end (bias_pattern's layout) and is folded back at the end.
+// sum[j] = the sum of column j of the (count / cols, cols) row-major rows, in
+// P's Scalar (float for bfloat16 rows). Runs flat, each vector added at its
+// column into acc, which wraps past the row's end (bias_pattern's layout) and
+// is folded back at the end.
 template <typename P, typename T>
-void column_sums(const T* rows, int64_t count, int64_t cols, T* sum) {
-  std::vector<T> acc(cols + P::kWidth, T(0));
+void column_sums(const T* rows, int64_t count, int64_t cols, typename P::Scalar* sum) {
+  using S = typename P::Scalar;
+  using A = Pack<S, typename P::Lanes>;  // the accumulator's
+  std::vector<S> acc(cols + P::kWidth, S(0));
   int64_t q = 0;
   for (int64_t e = 0; e < count; e += P::kWidth) {
     const int64_t m = std::min(P::kWidth, count - e);
-    P::store(acc.data() + q, P::load(acc.data() + q, P::kWidth) + P::load(rows + e, m),
+    A::store(acc.data() + q, A::load(acc.data() + q, P::kWidth) + P::load(rows + e, m),
              P::kWidth);
     q = next_column(q, P::kWidth, cols);
   }
@@ -304,7 +310,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (output_mask[2] && n == 0) gbias.zero_();
   if (n > 0 && out_cols > 0) {
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linear_act_backward_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "linear_act_backward_cpu", [&] {
       using T = scalar_t;
       const T* gyp = gy.const_data_ptr<T>();
       const T* svp = uses_saved && !maxout ? sv.const_data_ptr<T>() : nullptr;
@@ -315,11 +321,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
       // Chunks of rows fixed by the shape alone, each with its partial bias sum.
       const int64_t chunk = rows_per_chunk(out_rows);
       const int64_t chunks = (n + chunk - 1) / chunk;
-      at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows}, x.options());
-      T* partp = partial.mutable_data_ptr<T>();
+      using S = at::opmath_type<T>;  // partial sums in float for bfloat16
+      at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows},
+                                     x.options().dtype(c10::CppTypeToScalarType<S>::value));
+      S* partp = partial.mutable_data_ptr<S>();
       at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
         simd::simd_dispatch([&](auto lanes) {
-          using P = Pack<T, decltype(lanes)::kWidth>;
+          using P = Pack<T, decltype(lanes)>;
           with_activation<typename P::V>(spec, [&](auto act) {
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);

@@ -18,7 +18,7 @@ Level detect() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("bmi2")) {
-    return Level::Avx512;
+    return __builtin_cpu_supports("avx512bf16") ? Level::Avx512Bf16 : Level::Avx512;
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("bmi2")) {
@@ -148,7 +148,7 @@ void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint3
   // Whole blocks: 32 at a time with AVX-512, the rest one by one.
   int64_t blocks = static_cast<int64_t>((end - i) >> 2);
 #ifdef MLPB_SIMD_DISPATCH
-  if (level() == Level::Avx512 && blocks >= 32) {
+  if (level() >= Level::Avx512 && blocks >= 32) {
     const int64_t fast = blocks & ~int64_t{31};
     avx512_words(mask, i >> 2, fast, words + (i - begin));
     i += 4 * static_cast<uint64_t>(fast);

@@ -42,6 +42,7 @@ template <int W> struct VecTypes;
     typedef float F __attribute__((vector_size(W * 4)));         \
     typedef int32_t I __attribute__((vector_size(W * 4)));       \
     typedef uint32_t U __attribute__((vector_size(W * 4)));      \
+    typedef uint16_t H __attribute__((vector_size(W * 2)));      \
   };
 MLPB_VEC_TYPES(4)
 MLPB_VEC_TYPES(8)
@@ -418,13 +419,89 @@ inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t t
   return m_select(keeps<W>(w, threshold), v / VFloatT<W>(keep_prob), v * VFloatT<W>(0.0f));
 }
 
+// ---- bfloat16 <-> float ----
+// bf16 is the top half of a float: loading is exact (a shift), storing rounds
+// to nearest even as c10::BFloat16 does (NaN stays a quiet NaN). Pointers are
+// to the 16-bit patterns; count <= W as for VFloatT::load/store.
+
+template <int W> inline VFloatT<W> bf16_load_generic(const uint16_t* p, int64_t count) {
+  typename VecTypes<W>::H h = {};
+  std::memcpy(&h, p, (count == W ? W : count) * sizeof(uint16_t));
+  const auto u = __builtin_convertvector(h, typename VecTypes<W>::U) << 16;
+  return from_bits<W>((IntV<W>)u);
+}
+
+template <int W> inline void bf16_store_generic(uint16_t* p, VFloatT<W> v, int64_t count) {
+  using U = typename VecTypes<W>::U;
+  const U bits = (U)v.v;
+  const U rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const U out = (v.v != v.v) ? ((bits >> 16) | 0x40u) : rounded;
+  const auto h = __builtin_convertvector(out, typename VecTypes<W>::H);
+  std::memcpy(p, &h, (count == W ? W : count) * sizeof(uint16_t));
+}
+
+#ifdef MLPB_SIMD_DISPATCH
+MLPB_TARGET_AVX512 inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1);
+}
+
+MLPB_TARGET_AVX512 inline VFloatT<16> bf16_load_avx512(const uint16_t* p, int64_t count) {
+  const __m256i h = _mm256_maskz_loadu_epi16(first_lanes(count), p);
+  return VFloatT<16>((VecTypes<16>::F)_mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+}
+
+MLPB_TARGET_AVX512 inline void bf16_store_avx512(uint16_t* p, VFloatT<16> v, int64_t count) {
+  const __m512i bits = _mm512_castps_si512((__m512)v.v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+  const __mmask16 nan = _mm512_cmp_ps_mask((__m512)v.v, (__m512)v.v, _CMP_UNORD_Q);
+  _mm512_mask_cvtepi32_storeu_epi16(p, first_lanes(count),
+                                    _mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
+// With AVX512-BF16's vcvtneps2bf16: one instruction rounds 16 floats (it
+// flushes denormal floats to zero, which the integer rounding keeps).
+#define MLPB_TARGET_AVX512_BF16 \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512bf16,avx2,fma,bmi,bmi2")))
+MLPB_TARGET_AVX512_BF16 inline void bf16_store_avx512bf16(uint16_t* p, VFloatT<16> v,
+                                                          int64_t count) {
+  _mm256_mask_storeu_epi16(p, first_lanes(count), (__m256i)_mm512_cvtneps_pbh((__m512)v.v));
+}
+#endif
+
 // ---- run-time instruction-set dispatch ----
 
-enum class Level : int { Baseline = 0, Avx2 = 1, Avx512 = 2 };
+enum class Level : int { Baseline = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 
-template <int W> struct Lanes {
+// W lanes per vector; kBf16: the CPU has AVX512-BF16's conversion.
+template <int W, bool Bf16 = false> struct Lanes {
   static constexpr int kWidth = W;
+  static constexpr bool kBf16 = Bf16;
 };
+
+// W floats from bf16 patterns, and back, with the instruction set of L.
+template <typename L> inline VFloatT<L::kWidth> bf16_load(const uint16_t* p, int64_t count) {
+#ifdef MLPB_SIMD_DISPATCH
+  if constexpr (L::kWidth == 16) return bf16_load_avx512(p, count);
+#endif
+  return bf16_load_generic<L::kWidth>(p, count);
+}
+
+template <typename L> inline void bf16_store(uint16_t* p, VFloatT<L::kWidth> v, int64_t count) {
+#ifdef MLPB_SIMD_DISPATCH
+  if constexpr (L::kBf16) {
+    bf16_store_avx512bf16(p, v, count);
+    return;
+  } else if constexpr (L::kWidth == 16) {
+    bf16_store_avx512(p, v, count);
+    return;
+  }
+#endif
+  bf16_store_generic<L::kWidth>(p, v, count);
+}
 
 // The best level this CPU supports, lowered by set_level() (tests compare levels).
 Level level();
@@ -435,6 +512,10 @@ void set_level(Level l);  // clamped to best_level()
 // flatten inlines every call made inside, so the body and the functors and
 // vector math it calls are all compiled for the target's instruction set.
 template <typename F>
+MLPB_TARGET_AVX512_BF16 __attribute__((flatten)) void run_avx512_bf16(F& f) {
+  f(Lanes<16, true>{});
+}
+template <typename F>
 MLPB_TARGET_AVX512 __attribute__((flatten)) void run_avx512(F& f) { f(Lanes<16>{}); }
 template <typename F>
 __attribute__((target("avx2,fma,bmi,bmi2"), flatten)) void run_avx2(F& f) { f(Lanes<8>{}); }
@@ -443,11 +524,12 @@ __attribute__((flatten)) void run_baseline(F& f) { f(Lanes<4>{}); }
 #endif
 
 // Runs f(lanes) compiled for the best instruction set available; lanes is a
-// Lanes<W>, W the vector width (VFloatT<W>) that instruction set holds.
+// Lanes<W, Bf16>, W the vector width (VFloatT<W>) that instruction set holds.
 template <typename F>
 void simd_dispatch(F&& f) {
 #ifdef MLPB_SIMD_DISPATCH
   switch (level()) {
+    case Level::Avx512Bf16: run_avx512_bf16(f); return;
     case Level::Avx512: run_avx512(f); return;
     case Level::Avx2: run_avx2(f); return;
     case Level::Baseline: run_baseline(f); return;

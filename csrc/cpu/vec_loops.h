@@ -1,10 +1,14 @@
-// What the CPU kernels need to handle float and double alike: Pack<T, W> is
-// the vector the kernels compute with (simd::VFloatT<W> for float, W the width
-// simd_dispatch gives; plain double, one lane, for double, which serves
-// gradcheck rather than speed), with loads and stores of `count` <= kWidth
-// elements so that a loop's last, partial vector goes through the same code as
-// the others.
+// What the CPU kernels need to handle float, bfloat16 and double alike:
+// Pack<T, L> is the vector the kernels compute with for element type T and
+// the lanes L that simd_dispatch gives (simd::VFloatT<L::kWidth> for float
+// and bfloat16, whose elements are converted on load and store and computed
+// in float; plain double, one lane, for double, which serves gradcheck rather
+// than speed), with loads and stores of `count` <= kWidth elements so that a
+// loop's last, partial vector goes through the same code as the others.
+// Scalar is what sums and scale factors are kept in (float for bfloat16).
 #pragma once
+
+#include <c10/util/BFloat16.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -17,10 +21,12 @@ namespace mlpbench::cpu {
 // The widest vector any build uses (padding sized for every Pack).
 constexpr int64_t kMaxWidth = 16;
 
-template <typename T, int W> struct Pack;
+template <typename T, typename L> struct Pack;
 
-template <int W> struct Pack<float, W> {
-  using V = simd::VFloatT<W>;
+template <typename L> struct Pack<float, L> {
+  using V = simd::VFloatT<L::kWidth>;
+  using Scalar = float;
+  using Lanes = L;
   static constexpr int64_t kWidth = V::kWidth;
   static V load(const float* p, int64_t count) { return V::load(p, count); }
   static void store(float* p, V v, int64_t count) { v.store(p, count); }
@@ -29,8 +35,20 @@ template <int W> struct Pack<float, W> {
   }
 };
 
-template <int W> struct Pack<double, W> {
+template <typename L> struct Pack<c10::BFloat16, L> : Pack<float, L> {
+  using V = typename Pack<float, L>::V;
+  static V load(const c10::BFloat16* p, int64_t count) {
+    return simd::bf16_load<L>(reinterpret_cast<const uint16_t*>(p), count);
+  }
+  static void store(c10::BFloat16* p, V v, int64_t count) {
+    simd::bf16_store<L>(reinterpret_cast<uint16_t*>(p), v, count);
+  }
+};
+
+template <typename L> struct Pack<double, L> {
   using V = double;
+  using Scalar = double;
+  using Lanes = L;
   static constexpr int64_t kWidth = 1;
   static V load(const double* p, int64_t) { return *p; }
   static void store(double* p, V v, int64_t) { *p = v; }

@@ -1,0 +1,245 @@
+"""bfloat16 on the CPU and autocast: every op against a float32 reference
+computed from the same bf16-rounded inputs, at every instruction-set level;
+autocast's dtypes as stock's; masks the same in every dtype.
+
+Tolerances: bfloat16 keeps 8 significant bits, so one rounding is off by at
+most 2^-9 (0.2%) relative; each test says which roundings it allows.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mlpbench._C as _C
+from helpers import ELEMENTWISE, GRAD_ACTIVATIONS, act_id, act_kwargs, make_linear
+from mlpbench import nn as mnn
+from mlpbench import ops
+from mlpbench.models import MLP
+from mlpbench.reference import stock_activation, stock_linear_act
+
+ORDER = ["baseline", "avx2", "avx512", "avx512_bf16"]
+LEVELS = ORDER[: ORDER.index(_C.best_simd_level()) + 1]
+BF16 = torch.bfloat16
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    _C.set_simd_level(request.param)
+    yield request.param
+    _C.set_simd_level(_C.best_simd_level())
+
+
+def _bf16_inputs(*tensors):
+    """The bf16 tensors and their exact float32 copies (grad-requiring)."""
+    low = [t.to(BF16).requires_grad_() for t in tensors]
+    high = [t.detach().float().requires_grad_() for t in low]
+    return low, high
+
+
+@pytest.mark.parametrize("act", ELEMENTWISE + [("step", {})], ids=act_id)
+def test_activation_bf16(level, act):
+    name, kw = act
+    torch.manual_seed(0)
+    (x,), (xf,) = _bf16_inputs(torch.randn(1003) * 3)
+    xs = x.detach().clone().requires_grad_()
+    y, yf, ys = (ops.activation(x, name, **kw), stock_activation(xf, name, **kw),
+                 stock_activation(xs, name, **kw))
+    assert y.dtype == ys.dtype == BF16
+    _within(y, yf, ys)
+    if name == "step":
+        return
+    g = torch.randn(1003).to(BF16)
+    grads = [torch.autograd.grad(out, t, g.to(t.dtype))[0] for out, t in ((y, x), (yf, xf), (ys, xs))]
+    assert grads[0].dtype == BF16
+    # A derivative from a saved bf16 output (tanh's 1 - y^2, ELU's y + alpha)
+    # is off by up to an ulp of y (2^-8 of |y|, y up to alpha) times |g|:
+    # stock's ELU differentiates from x instead, so its error is no guide.
+    _within(*grads, absolute=2**-8 * max(1.0, kw.get("alpha", 1.0)) * g.float().abs())
+
+
+def _within(got, want, stock, absolute=0.0):
+    """got (bf16) within one rounding of the float32 truth `want`, or no further
+    off than twice stock's bf16 result is, plus `absolute`."""
+    got, want, stock = got.float(), want.float(), stock.float()
+    allowed = 2**-8 * want.abs() + 2 * (stock - want).abs() + absolute + 1e-6
+    off = (got - want).abs() - allowed
+    assert off.max().item() <= 0, f"off by {off.max().item():.3g} beyond the allowance"
+
+
+def _exact_linear(n_out, pieces, batch=37, n_in=16):
+    """Inputs whose products are exact in bf16 (x in {-1, 0, 1}, weights
+    multiples of 1/8 up to 1: sums of 16 stay within bf16's 8 bits), and biases
+    (multiples of 1/8 plus (2s + 1)/64 for piece s) that keep every
+    pre-activation off 0 and a unit's pieces apart: so ours and the float32
+    reference see the same pre-activations, and no kink can flip."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-1, 2, (batch, n_in), generator=g).float()
+    w = torch.randint(-8, 9, (n_out * pieces, n_in), generator=g).float() / 8
+    piece = torch.arange(n_out * pieces) % pieces
+    b = torch.randint(-8, 9, (n_out * pieces,), generator=g) / 8 + (2 * piece + 1) / 64
+    return x, w, b
+
+
+@pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_linear_act_bf16(level, act, p):
+    """Outputs within two bf16 roundings (2^-7 relative: maxout rounds its
+    winning piece, dropout's scaling rounds again, as stock's amax and
+    multiply do); the gradients within bf16 rounding of products of 24 or 37
+    terms relative to the largest gradient (2^-6 of it)."""
+    name, kw = act
+    (x, w, b), (xf, wf, bf) = _bf16_inputs(*_exact_linear(24, kw.get("pieces", 1)))
+    y = ops.linear_act(x, w, b, name, dropout_p=p, seed=4, **kw)
+    keep = ops.dropout(torch.ones(y.shape), p, seed=4) if p else 1.0
+    yf = stock_linear_act(xf, wf, bf, name, **kw) * keep
+    assert y.dtype == BF16
+    torch.testing.assert_close(y.float(), yf, rtol=2**-7, atol=1e-6)
+    g = torch.randn(y.shape).to(BF16)
+    got = torch.autograd.grad(y, (x, w, b), g)
+    want = torch.autograd.grad(yf, (xf, wf, bf), g.float())
+    for a, e in zip(got, want):
+        assert a.dtype == BF16
+        torch.testing.assert_close(a.float(), e, rtol=2**-7, atol=2**-6 * e.abs().max().item())
+
+
+def test_bias_gradient_accumulates_in_float32():
+    """Summing 4096 rows in bf16 would lose the small terms (2^-8 relative a
+    step); the bias gradient sums in float32 and rounds once."""
+    x = torch.zeros(4096, 8, dtype=BF16)
+    w = torch.zeros(16, 8, dtype=BF16)
+    b = torch.zeros(16, dtype=BF16, requires_grad=True)
+    g = torch.full((4096, 16), 1.0 + 2**-7, dtype=BF16)
+    (gb,) = torch.autograd.grad(ops.linear_act(x, w, b, "identity"), b, g)
+    want = (g.float().sum(0)).to(BF16)
+    assert torch.equal(gb, want)
+
+
+def test_dropout_bf16_is_the_rounded_float32_result(level):
+    torch.manual_seed(0)
+    x = torch.randn(5003).to(BF16)
+    y = ops.dropout(x, 0.3, seed=9, offset=2)
+    keep = ops.dropout(torch.ones(5003), 0.3, seed=9, offset=2) != 0
+    want = torch.where(keep, x.float() / 0.7, x.float() * 0).to(BF16)
+    assert torch.equal(y, want)
+
+
+def test_masks_are_the_same_in_every_dtype():
+    masks = [ops.dropout(torch.ones(3, 1001, dtype=dtype), 0.4, seed=77, offset=5) != 0
+             for dtype in (torch.float32, torch.float64, BF16)]
+    assert torch.equal(masks[0], masks[1]) and torch.equal(masks[0], masks[2])
+    x, w, b = make_linear(9, 33, "relu", {}, dtype=torch.float32, batch=(17,))
+    b = b.abs() + 100  # every output positive: the zeros are the dropped
+    ys = [ops.linear_act(x.to(d), w.to(d), b.to(d), "relu", dropout_p=0.4, seed=1) != 0
+          for d in (torch.float32, torch.float64, BF16)]
+    assert torch.equal(ys[0], ys[1]) and torch.equal(ys[0], ys[2])
+
+
+def test_bf16_conversion_levels_agree():
+    """The AVX512-BF16 instruction, the AVX-512 integer rounding and the
+    portable code round alike (normal floats; the instruction flushes
+    denormals), and as c10::BFloat16 does."""
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(100_003) * 100, torch.tensor([0.0, -0.0, 1e30, -1e-30,
+                                                             float("inf"), float("nan")])])
+    results = {}
+    for lv in LEVELS:
+        _C.set_simd_level(lv)
+        results[lv] = ops.dropout(x, 0.25, seed=3)  # float32 in, float32 out
+        results[lv + " bf16"] = ops.activation(x.to(BF16), "identity")
+    _C.set_simd_level(_C.best_simd_level())
+    for lv in LEVELS:
+        assert torch.equal(results[lv + " bf16"].view(torch.int16),
+                           x.to(BF16).view(torch.int16)), lv
+
+
+def test_mlp_bf16():
+    torch.manual_seed(0)
+    weights = [torch.randn(32, 64) / 8, torch.randn(16, 32) / 6, torch.randn(5, 16) / 4]
+    biases = [torch.randn(32), torch.randn(16), torch.randn(5)]
+    x = torch.randn(20, 64)
+    low, high = _bf16_inputs(x, *weights, *biases)
+    y = ops.mlp(low[0], low[1:4], low[4:], "tanh")
+    h = high[0]
+    for i in range(3):
+        h = F.linear(h, high[1 + i], high[4 + i])
+        h = torch.tanh(h) if i < 2 else h
+    assert y.dtype == BF16
+    torch.testing.assert_close(y.float(), h, rtol=2**-5, atol=2**-5)
+
+
+# --- autocast ------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
+def test_autocast_dtypes_are_stocks(act):
+    name, kw = act
+    x, w, b = make_linear(20, 8, name, kw, dtype=torch.float32, batch=(10,))
+    with torch.autocast("cpu", dtype=BF16):
+        ours = ops.linear_act(x, w, b, name, **kw)
+        stock = stock_linear_act(x, w, b, name, **kw)
+        assert ours.dtype == stock.dtype == BF16
+        for elementwise, ref in ((ops.activation(x, "tanh"), torch.tanh(x)),
+                                 (ops.dropout(x, 0.5, seed=1), F.dropout(x, 0.5))):
+            assert elementwise.dtype == ref.dtype == torch.float32
+        assert ops.mlp(x, [w], [b], name, **kw).dtype == BF16
+
+
+@pytest.mark.parametrize("fused", ["mlp", "layer", False])
+def test_modules_train_under_autocast_with_float32_parameters(fused):
+    torch.manual_seed(0)
+    model = MLP([20, 16, 16, 4], "relu", dropout=0.1, fused=fused)
+    x, y = torch.randn(32, 20), torch.randint(0, 4, (32,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        with torch.autocast("cpu", dtype=BF16):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        assert logits.dtype == BF16
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_compile_fullgraph_under_autocast():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = MLP([20, 16, 16, 4], "gelu", dropout=0.3, fused="mlp").train()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = torch.randn(8, 20)
+    outs = []
+    for fn in (model, compiled):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=BF16):
+            outs.append(fn(x))
+    assert outs[1].dtype == BF16
+    torch.testing.assert_close(outs[1].float(), outs[0].float())
+
+
+@pytest.mark.parametrize("op", ["linear_act", "activation", "dropout", "mlp"])
+def test_opcheck_bf16(op):
+    x, w, b = make_linear(6, 4, "gelu", {}, dtype=BF16, batch=(5,), requires_grad=True)
+    args = {
+        "linear_act": (x, w, b, "gelu", 0.01, 1.0, "none", 1, 0.3, torch.tensor(3), 0),
+        "activation": (x, "silu", 0.01, 1.0, "none"),
+        "dropout": (x, 0.3, torch.tensor(3), 0),
+        "mlp": (x, [w], [b], "gelu", 0.01, 1.0, "none", 1, "identity", 0.3, torch.tensor(3), 0),
+    }[op]
+    torch.library.opcheck(getattr(torch.ops.mlpbench, op).default, args)
+
+
+def test_bad_dtypes_name_the_argument():
+    x, w, b = make_linear(6, 4, "relu", {}, dtype=torch.float32)
+    with pytest.raises(TypeError, match="x and weight must have the same dtype, got x BFloat16 and weight Float"):
+        ops.linear_act(x.to(BF16), w, b)
+    with pytest.raises(TypeError, match="bias must have x's dtype BFloat16, got Float"):
+        ops.linear_act(x.to(BF16), w.to(BF16), b)
+    with pytest.raises(TypeError, match=r"x must be a float32, float64 or bfloat16 tensor \(float16 only on CUDA\), got Half"):
+        ops.linear_act(x.half(), w.half())
+    with pytest.raises(TypeError, match="x must be a float32, float64 or bfloat16 tensor"):
+        ops.activation(torch.ones(3, dtype=torch.int32), "relu")
+    with pytest.raises(TypeError, match=r"layer 0: weights\[0\] is Float but x is BFloat16"):
+        ops.mlp(x.to(BF16), [w], None)
