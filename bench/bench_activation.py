@@ -1,6 +1,7 @@
-"""activation[<name>, <size>]: each activation's elementwise forward and
-backward, stock beside fused, with a ReLU's and a plain copy's time beside:
-the lecture's "ReLU is fast because it needs no exp()" per operation."""
+"""activation[<name>, <size>(, bf16)]: each activation's elementwise forward
+and backward, stock beside fused (on float32 tensors, or bfloat16 ones), with
+a ReLU's and a plain copy's time beside the float32 forward: the lecture's
+"ReLU is fast because it needs no exp()" per operation."""
 
 import pytest
 import torch
@@ -28,12 +29,14 @@ def _case_list():
 
 @pytest.mark.parametrize("row", ROWS)
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("device,size", list(_case_list()))
-def test_activation(measure, row, name, device, size):
+def test_activation(measure, row, name, dtype, device, size):
     shape = SIZES[device][size]
-    group = f"activation[{name}, {_size_id(shape)}]"
+    bf16 = dtype == "bf16"
+    group = f"activation[{name}, {_size_id(shape)}{', bf16' if bf16 else ''}]"
     torch.manual_seed(0)
-    x = torch.randn(shape, device=device)
+    x = torch.randn(shape, device=device).to(torch.bfloat16 if bf16 else torch.float32)
     kind, mode = row.split()
     if mode == "bwd" and not ops.activation_info(name)["differentiable"]:
         pytest.skip("step has no backward")
@@ -50,7 +53,7 @@ def test_activation(measure, row, name, device, size):
     beside = None
     if kind == "fused":
         beside = {f"stock {mode}": calls["stock"]}
-        if mode == "fwd":
+        if mode == "fwd" and not bf16:
             out = torch.empty_like(x)
             beside.update({"stock relu fwd": lambda: stock_activation(x, "relu"),
                            "relu fwd": lambda: ops.activation(x, "relu"),

@@ -18,10 +18,12 @@ P = 0.3
 @pytest.mark.parametrize("row", ["stock", "fused"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(100, 256), (4096, 1024)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
-def test_dropout(measure, row, mode, shape, device):
-    x = torch.randn(shape, device=device, requires_grad=mode == "fwdbwd")
-    g = torch.randn(shape, device=device)
+def test_dropout(measure, row, mode, dtype, shape, device):
+    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    x = torch.randn(shape, device=device).to(dt).requires_grad_(mode == "fwdbwd")
+    g = torch.randn(shape, device=device).to(dt)
     forwards = {"stock": lambda: F.dropout(x, P), "fused": lambda: ops.dropout(x, P)}
     if mode == "fwd":
         calls = forwards
@@ -30,7 +32,8 @@ def test_dropout(measure, row, mode, shape, device):
     # The fused row times the stock one interleaved with itself (conftest.measure).
     beside = {"stock": calls["stock"]} if row == "fused" else None
     with torch.set_grad_enabled(mode == "fwdbwd"):
-        measure(f"dropout[{shape[0]}x{shape[1]}, p {P}, {mode}]", row, calls[row], device,
+        suffix = ", bf16" if dtype == "bf16" else ""
+        measure(f"dropout[{shape[0]}x{shape[1]}, p {P}, {mode}{suffix}]", row, calls[row], device,
                 beside=beside)
 
 

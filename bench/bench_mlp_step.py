@@ -1,14 +1,19 @@
 """The lecture's dropout network (784-256-256-256-10, ReLU, dropout 0.3) as a
-whole, at batch 100 and 4096:
+whole, at batch 100 and 4096, in float32 and under bfloat16 autocast:
 
-- mlp[..., fwdbwd]: forward and backward of the network;
-- mlp_step[...]: one training step (forward, cross-entropy, backward, Adam).
+- mlp[..., fwdbwd(, bf16)]: forward and backward of the network;
+- mlp_step[...(, bf16)]: one training step (forward, cross-entropy, backward,
+  Adam).
 
 Rows: the floor (the products the network needs: four forward, four
-weight-gradient and three input-gradient products, plus one Adam pass in the
-step), stock eager, torch.compile of stock, fused per layer, and fused
-whole-MLP (the default `fused`). Fused rows time the stock row and the floor
-interleaved with themselves (conftest.measure)."""
+weight-gradient and three input-gradient products, in bf16 for the bf16
+groups, plus one Adam pass in the step), stock eager, torch.compile of stock,
+fused per layer, and fused whole-MLP (the default `fused`). In the bf16
+groups every row but the floor and "stock bf16" (the model cast to bf16,
+trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
+the stock row and the floor interleaved with themselves (conftest.measure)."""
+
+import contextlib
 
 import pytest
 import torch
@@ -19,22 +24,24 @@ from mlpbench.models import MLP
 
 SIZES = [784, 256, 256, 256, 10]
 NET = "784-256-256-256-10 relu dropout 0.3"
-ROWS = {"stock": False, "compile": False, "fused layer": "layer", "fused": "mlp"}
+FUSED = {"stock": False, "stock bf16": False, "compile": False, "fused layer": "layer",
+         "fused": "mlp"}
 
 
-def _model(row, device):
+def _model(row, device, bf16):
     torch.manual_seed(0)
-    return MLP(SIZES, "relu", dropout=0.3, fused=ROWS.get(row, False)).to(device).train()
+    model = MLP(SIZES, "relu", dropout=0.3, fused=FUSED.get(row, False)).to(device).train()
+    return model.bfloat16() if row == "stock bf16" else model
 
 
-def _floor(model, x, step):
+def _floor(model, x, step, dtype):
     """The products of the network's forward and backward (no input gradient
-    for x), on detached tensors; with step, one fused Adam pass too."""
-    weights = [layer.weight.detach() for layer in model.layers]
-    biases = [layer.bias.detach() for layer in model.layers]
-    outs = [torch.randn(x.shape[0], w.shape[0], device=x.device) for w in weights]
-    ins = [x] + outs[:-1]
-    params = [p for p in model.parameters()]
+    for x), on detached tensors of `dtype`; with step, one fused Adam pass too."""
+    weights = [layer.weight.detach().to(dtype) for layer in model.layers]
+    biases = [layer.bias.detach().to(dtype) for layer in model.layers]
+    outs = [torch.randn(x.shape[0], w.shape[0], device=x.device).to(dtype) for w in weights]
+    ins = [x.to(dtype)] + outs[:-1]
+    params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=1e-3, fused=True) if step else None
     if step:
         for p in params:
@@ -53,37 +60,53 @@ def _floor(model, x, step):
     return run
 
 
-def _call(row, device, x, y, step):
+def _call(row, device, x, y, step, bf16):
     """One forward+backward (or training step) of a fresh lecture network."""
-    model = _model(row, device)
+    model = _model(row, device, bf16)
     if row == "floor":
-        return _floor(model, x, step)
+        return _floor(model, x, step, torch.bfloat16 if bf16 else torch.float32)
     forward = torch.compile(model, dynamic=False) if row == "compile" else model
+    if row == "stock bf16":
+        x = x.bfloat16()
+    autocast = bf16 and row != "stock bf16"
+    context = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if autocast else \
+        contextlib.nullcontext
     params = list(model.parameters())
+
+    def loss():
+        with context():
+            return F.cross_entropy(forward(x).float(), y)
+
     if not step:
-        return lambda: torch.autograd.grad(F.cross_entropy(forward(x), y), params)
+        return lambda: torch.autograd.grad(loss(), params)
     opt = torch.optim.Adam(params, lr=1e-3, fused=True)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(forward(x), y).backward()
+        loss().backward()
         opt.step()
 
     return train_step
 
 
-@pytest.mark.parametrize("row", ["floor", *ROWS])
+@pytest.mark.parametrize("row", ["floor", *FUSED])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [100, 4096])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("what", ["fwdbwd", "step"])
-def test_mlp(measure, what, batch, device, row):
+def test_mlp(measure, what, precision, batch, device, row):
+    bf16 = precision == "bf16"
     if row == "compile":
         skip_unless_compiled("relu")
+    if row == "stock bf16" and not bf16:
+        pytest.skip("the bf16 model is a bf16 row")
     x = torch.rand(batch, 784, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     step = what == "step"
     beside = None
     if row.startswith("fused"):
-        beside = {r: _call(r, device, x, y, step) for r in ("floor", "stock")}
-    group = f"mlp_step[{NET}, batch {batch}]" if step else f"mlp[{NET}, batch {batch}, fwdbwd]"
-    measure(group, row, _call(row, device, x, y, step), device, beside=beside)
+        beside = {r: _call(r, device, x, y, step, bf16) for r in ("floor", "stock")}
+    suffix = ", bf16" if bf16 else ""
+    group = (f"mlp_step[{NET}, batch {batch}{suffix}]" if step
+             else f"mlp[{NET}, batch {batch}, fwdbwd{suffix}]")
+    measure(group, row, _call(row, device, x, y, step, bf16), device, beside=beside)

@@ -1,18 +1,16 @@
-"""Turn a pytest-benchmark JSON file into markdown tables and a bar chart.
+"""A benchmark JSON as a report that answers at a glance: a summary first, one
+short section per question with the project's targets beside the measured
+values, then every group's table; and figures next to it.
 
     pytest bench/ --benchmark-only --benchmark-json=BENCH.json
-    python -m mlpbench.report BENCH.json [MORE.json ...] [--png chart.png] [--device cpu|cuda]
+    python -m mlpbench.report BENCH.json [MORE.json ...] [--device cpu|cuda]
+        [--dtype fp32|bf16] [--markdown REPORT.md] [--figures DIR] [--targets]
 
-One table per benchmark group, each row with its fastest time per call (the
-minimum over rounds: on a shared 2-core machine noise only ever adds time, and
-a median there swung by 7x between runs when stray page faults hit) and its
-ratio to the group's stock row and floor row (where the group has them); then
-the lecture's claim that ReLU is fast because it needs no exp(), checked per
-operation against the activation groups.
-
-A fused row that timed the stock and floor calls interleaved with its own
-(extra_info["beside"], bench/conftest.py) takes its ratios from those, marked
-*: the machine's speed drifts between rows run one after another.
+Each row's time is its fastest round (on a shared 2-core machine noise only
+ever adds time). A fused row that timed its stock row and the floor
+interleaved with itself (extra_info["beside"], bench/conftest.py) takes its
+ratios from those, marked *: the machine's speed drifts between rows run one
+after another.
 """
 
 from __future__ import annotations
@@ -21,22 +19,45 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["load_rows", "load_saved_bytes", "load_beside", "ratio", "markdown",
-           "linear_act_matrix", "relu_claim", "summary", "targets", "main"]
+__all__ = ["Group", "load", "ratio", "summary", "markdown", "details", "main"]
 
 # The activations the lecture compares with ReLU (ReLU itself first).
 CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
 
 # The order rows appear in within a group.
-ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock fwd", "stock bwd", "compile",
-             "fused layer", "fused",
-             "fused fwd", "fused bwd", "cublaslt"]
+ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock bf16", "stock autocast", "stock fwd",
+             "stock bwd", "compile", "fused layer", "fused", "fused autocast", "fused fwd",
+             "fused bwd", "cublaslt"]
 
 
-def _benchmarks(paths, device):
-    """(device, group, row, fastest seconds per call, extra_info) of every mlpbench row."""
+@dataclass
+class Group:
+    """One benchmark group: its kind (linear_act, activation, ...), the parts
+    of its name, dtype, and its rows' times (seconds per call)."""
+    device: str
+    name: str
+    kind: str
+    parts: list
+    dtype: str
+    times: dict = field(default_factory=dict)
+    beside: dict = field(default_factory=dict)  # row -> {other row: seconds}, interleaved
+    saved: dict = field(default_factory=dict)  # row -> bytes saved for backward
+
+
+
+def _parse(name):
+    kind, inside = name.split("[", 1)
+    parts = inside.rstrip("]").split(", ")
+    dtype = "bf16" if parts[-1] == "bf16" else "fp32"
+    return kind, parts[:-1] if dtype == "bf16" else parts, dtype
+
+
+def load(paths, device=None, dtype=None):
+    """{(device, group name): Group} of every mlpbench row in the JSON files."""
+    groups = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         data = json.loads(Path(path).read_text())
         if "benchmarks" not in data:
@@ -44,51 +65,37 @@ def _benchmarks(paths, device):
         for bench in data["benchmarks"]:
             info = bench.get("extra_info", {})
             dev = info.get("device", "cpu")
-            if "row" in info and (not device or dev == device):
-                yield dev, bench["group"], info["row"], bench["stats"]["min"] / info.get("inner", 1), info
-
-
-def load_rows(paths, device=None):
-    """{(device, group): {row: fastest seconds per call}} from benchmark JSON files."""
-    groups = defaultdict(dict)
-    for dev, group, row, seconds, _ in _benchmarks(paths, device):
-        groups[(dev, group)][row] = seconds
-    return dict(groups)
-
-
-def load_saved_bytes(paths, device=None):
-    """{(device, group): {row: bytes saved for backward}} for the memory rows."""
-    saved = defaultdict(dict)
-    for dev, group, row, _, info in _benchmarks(paths, device):
-        if "saved_bytes" in info:
-            saved[(dev, group)][row] = info["saved_bytes"]
-    return dict(saved)
-
-
-def load_beside(paths, device=None):
-    """{(device, group): {row: {other row: fastest seconds per call}}}: the rows
-    each row timed interleaved with itself."""
-    beside = defaultdict(dict)
-    for dev, group, row, _, info in _benchmarks(paths, device):
-        if info.get("beside"):
+            if "row" not in info or (device and dev != device):
+                continue
+            kind, parts, dt = _parse(bench["group"])
+            if dtype and dt != dtype:
+                continue
+            key = (dev, bench["group"])
+            group = groups.setdefault(key, Group(dev, bench["group"], kind, parts, dt))
             inner = info.get("inner", 1)
-            beside[(dev, group)][row] = {ref: t / inner for ref, t in info["beside"].items()}
-    return dict(beside)
+            group.times[info["row"]] = bench["stats"]["min"] / inner
+            if info.get("beside"):
+                group.beside[info["row"]] = {r: t / inner for r, t in info["beside"].items()}
+            if "saved_bytes" in info:
+                group.saved[info["row"]] = info["saved_bytes"]
+    return groups
 
 
-def ratio(rows, row, ref, beside=None):
-    """(rows[row] / rows[ref], whether timed interleaved), or None when the
-    group lacks either. beside: this group's load_beside() entry."""
-    interleaved = (beside or {}).get(row, {})
-    if row in rows and ref in interleaved:
-        return rows[row] / interleaved[ref], True
-    if row in rows and rows.get(ref):
-        return rows[row] / rows[ref], False
+def ratio(group, row, ref):
+    """(group's row time / its ref time, whether timed interleaved), or None
+    where either is missing; interleaved times win."""
+    if row not in group.times:
+        return None
+    near = group.beside.get(row, {})
+    if ref in near:
+        return group.times[row] / near[ref], True
+    if group.times.get(ref):
+        return group.times[row] / group.times[ref], False
     return None
 
 
-def _fmt_ratio(r):
-    return "" if r is None else f"{r[0]:.2f}x" + ("*" if r[1] else "")
+def _fmt(r, digits=2):
+    return "" if r is None else f"{r[0]:.{digits}f}x" + ("*" if r[1] else "")
 
 
 def _fmt_time(seconds):
@@ -96,189 +103,329 @@ def _fmt_time(seconds):
     return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
 
 
-def markdown(groups, saved=None, beside=None):
-    """Markdown tables, one per group, rows in ROW_ORDER; a column of the bytes
-    saved for backward where the group measured them."""
-    out = []
-    for (dev, group), rows in sorted(groups.items()):
-        stock = "stock" if "stock" in rows else "stock fwd"
-        floor = "floor" if "floor" in rows else "copy"
-        memory = (saved or {}).get((dev, group), {})
-        near = (beside or {}).get((dev, group))
-        out.append(f"#### {group} ({dev})\n")
-        out.append("| row | time | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
-        out.append("| --- | ---: | ---: | ---: |" + (" ---: |" if memory else ""))
-        order = sorted(rows, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r))
-        for row in order:
-            ref = f"stock {row.split()[1]}" if row in ("fused fwd", "fused bwd") else stock
-            vs_stock = _fmt_ratio(ratio(rows, row, ref, near))
-            vs_floor = _fmt_ratio(ratio(rows, row, floor, near))
-            extra = f" {memory[row]:,} B |" if row in memory else (" |" if memory else "")
-            out.append(f"| {row} | {_fmt_time(rows[row])} | {vs_stock} | {vs_floor} |{extra}")
-        if near:
-            out.append("\n\\* timed interleaved with that row")
-        out.append("")
-    return "\n".join(out)
+def _met(values, test):
+    if not values:
+        return "no data"
+    return "**yes**" if all(test(v) for v in values) else "no"
 
 
-def linear_act_matrix(groups, beside=None):
-    """linear_act at a glance: per device, one line per shape, batch and mode,
-    one column per activation, each cell fused / stock (and fused / floor)."""
-    cells = defaultdict(dict)  # (dev, "784x256, batch 100, fwd") -> {act: cell}
-    acts = []
-    for (dev, group), rows in groups.items():
-        if not group.startswith("linear_act[") or "fused" not in rows or "stock" not in rows:
+# --- the summary: one section per question ---------------------------------------
+
+def _linear_act_matrices(groups, device):
+    """{(dtype, mode): {"rows": [layer labels], "acts": [...], "stock"/"floor"/
+    "compile": {(layer, act): ratio}}} for the linear_act groups."""
+    out = {}
+    for g in groups.values():
+        if g.kind != "linear_act" or g.device != device or "fused" not in g.times:
             continue
-        shape, batch, act, mode = group[len("linear_act["):-1].split(", ")
-        if act not in acts:
-            acts.append(act)
-        near = (beside or {}).get((dev, group))
-        to_floor = ratio(rows, "fused", "floor", near)
-        floor = f" / {to_floor[0]:.2f}" if to_floor else ""
-        to_stock = ratio(rows, "fused", "stock", near)[0]
-        cells[(dev, f"{shape}, {batch}, {mode}")][act] = f"{to_stock:.2f}{floor}"
-    out = []
-    for dev in sorted({d for d, _ in cells}):
-        out.append(f"#### linear_act, fused / stock (/ floor), {dev}\n")
-        out.append("| layer | " + " | ".join(acts) + " |")
-        out.append("| --- |" + " ---: |" * len(acts))
-        for (d, layer), row in sorted(cells.items()):
-            if d == dev:
-                out.append(f"| {layer} | " + " | ".join(row.get(a, "") for a in acts) + " |")
-        out.append("")
-    return "\n".join(out)
+        shape, batch, act, mode = g.parts
+        layer = f"{shape}, {batch}"
+        m = out.setdefault((g.dtype, mode), {"rows": [], "acts": [], "stock": {}, "floor": {},
+                                             "compile": {}})
+        if layer not in m["rows"]:
+            m["rows"].append(layer)
+        if act not in m["acts"]:
+            m["acts"].append(act)
+        for ref in ("stock", "floor", "compile"):
+            r = ratio(g, "fused", ref)
+            if r is not None:
+                m[ref][(layer, act)] = r[0]
+    for m in out.values():
+        m["rows"].sort(key=lambda layer: (int(layer.split("batch ")[1]), layer))
+    return out
 
 
-def relu_claim(groups, beside=None):
-    """Each activation's forward time over ReLU's and over a copy's, stock and
-    fused, per device and size; and whether any activation costs the lecture's
-    6x of ReLU. The lecture's activations that need exp() or a slope, not
-    identity or step. Empty when the JSON has no activation groups. Where the
-    fused row timed ReLU and a copy interleaved with itself (beside), the
-    ratios come from those times (marked *)."""
-    out = []
-    sizes = sorted({(dev, g.split(", ")[-1].rstrip("]")) for dev, g in groups
-                    if g.startswith("activation[")})
-    for dev, size in sizes:
-        acts = {g[len("activation["):].split(",")[0]: (rows, (beside or {}).get((d, g), {}))
-                for (d, g), rows in groups.items()
-                if d == dev and g.startswith("activation[") and g.endswith(f", {size}]")}
-        copy = acts.get("reference", ({}, {}))[0].get("copy")
-        acts = {a: v for a, v in acts.items() if a in CLAIM_ACTIVATIONS}
-        relu = acts.get("relu", ({}, {}))[0]
-        if "stock fwd" not in relu:
+def _relu_claim(groups, device):
+    """{size: {activation: {"stock fwd", "fused fwd", "stock bwd", "fused bwd",
+    "copy": time / ReLU's (or a copy's)}}} from the float32 activation groups."""
+    out = {}
+    by_size = defaultdict(dict)
+    for g in groups.values():
+        if g.kind == "activation" and g.device == device and g.dtype == "fp32":
+            by_size[g.parts[1]][g.parts[0]] = g
+    for size, acts in by_size.items():
+        relu = acts.get("relu")
+        if relu is None:
             continue
-        out.append(f"#### ReLU against the others, forward, {size} ({dev})\n")
-        out.append("| activation | stock / stock ReLU | fused / fused ReLU | fused / copy |")
-        out.append("| --- | ---: | ---: | ---: |")
-        worst = {}
-        for name, (rows, near) in sorted(acts.items(), key=lambda a: CLAIM_ACTIVATIONS.index(a[0])):
-            near = near.get("fused fwd", {})
-            pairs = {"stock": (near.get("stock fwd"), near.get("stock relu fwd")),
-                     "fused": (rows.get("fused fwd"), near.get("relu fwd"))}
-            cells = []
-            for kind, (own, ref) in pairs.items():
-                star = "*" if own and ref else ""
-                if not star:  # not interleaved: the rows timed on their own
-                    own, ref = rows.get(f"{kind} fwd"), relu.get(f"{kind} fwd")
-                share = own / ref if own and ref else 0
-                cells.append(f"{share:.2f}x{star}" if share else "")
-                if share:
-                    worst[kind] = max(worst.get(kind, (0, "")), (share, name))
-            by_copy = ratio({**rows, "copy": copy or 0}, "fused fwd", "copy", {"fused fwd": near})
-            out.append(f"| {name} | {cells[0]} | {cells[1]} | {_fmt_ratio(by_copy)} |")
-        verdicts = [f"{kind}: {'holds' if share >= 6 else 'false'}, the costliest ({name}) takes "
-                    f"{share:.2f}x ReLU's time" for kind, (share, name) in sorted(worst.items())]
-        out.append(f"\n\"ReLU is 6x faster because it needs no exp()\", per operation: "
-                   f"{'; '.join(verdicts)}.\n")
-    return "\n".join(out)
+        table = {}
+        for name in CLAIM_ACTIVATIONS:
+            g = acts.get(name)
+            if g is None:
+                continue
+            cells = {}
+            near = g.beside.get("fused fwd", {})
+            for kind in ("stock", "fused"):
+                ref = near.get("stock relu fwd" if kind == "stock" else "relu fwd")
+                own = near.get("stock fwd") if kind == "stock" else g.times.get("fused fwd")
+                if not (own and ref):
+                    own, ref = g.times.get(f"{kind} fwd"), relu.times.get(f"{kind} fwd")
+                if own and ref:
+                    cells[f"{kind} fwd"] = own / ref
+                own_bwd, ref_bwd = g.times.get(f"{kind} bwd"), relu.times.get(f"{kind} bwd")
+                if own_bwd and ref_bwd:
+                    cells[f"{kind} bwd"] = own_bwd / ref_bwd
+            if near.get("copy") and g.times.get("fused fwd"):
+                cells["copy"] = g.times["fused fwd"] / near["copy"]
+            table[name] = cells
+        out[size] = table
+    return out
 
 
-def summary(groups, beside=None):
-    """One line per group that has a stock and a fused row: fused / stock."""
-    lines = []
-    for (dev, group), rows in sorted(groups.items()):
-        for stock_row, fused_row in (("stock", "fused"), ("stock fwd", "fused fwd"),
-                                     ("stock bwd", "fused bwd")):
-            if stock_row in rows and fused_row in rows:
-                r = ratio(rows, fused_row, stock_row, (beside or {}).get((dev, group)))
-                lines.append((dev, f"{group} {fused_row}", r[0]))
-    return lines
+def _rows_of(groups, device, kind, dtype=None):
+    return sorted((g for g in groups.values() if g.kind == kind and g.device == device
+                   and (dtype is None or g.dtype == dtype)), key=lambda g: g.name)
 
 
-def targets(groups, device="cuda", beside=None):
-    """The headline checks: fused fwd+bwd speed-up over stock at batch 4096 per
-    activation and shape, the Linear+ReLU+dropout block, and the elementwise
-    kernels' bandwidth as a fraction of a device copy's, on the largest tensor."""
-    lines = ["| check | stock / fused (speed-up) or % of copy bandwidth |", "| --- | ---: |"]
-    for (dev, group), rows in sorted(groups.items()):
-        if dev != device or "stock" not in rows or "fused" not in rows:
-            continue
-        if ("batch 4096" in group and "fwdbwd" in group) or group.startswith("mlp_step"):
-            r = ratio(rows, "fused", "stock", (beside or {}).get((dev, group)))
-            lines.append(f"| {group} | {1 / r[0]:.2f}x{'*' if r[1] else ''} |")
-    sizes = [g.split(", ")[1].rstrip("]") for (dev, g) in groups
-             if dev == device and g.startswith("activation[reference")]
-    largest = max(sizes, key=lambda s: int(s.rstrip("M")) if s.endswith("M") else 0, default=None)
-    copy = groups.get((device, f"activation[reference, {largest}]"), {}).get("copy")
-    for (dev, group), rows in sorted(groups.items()):
-        if dev != device or not copy or not group.endswith(f", {largest}]"):
-            continue
-        for row, tensors in (("fused fwd", 2), ("fused bwd", 3)):
-            if row in rows:
-                pct = 100 * copy * tensors / 2 / rows[row]
-                lines.append(f"| {group} {row} | {pct:.0f}% |")
+def summary(groups, device):
+    """Everything the summary shows, as data (markdown() and the figures
+    render it; the tests compare the two)."""
+    return {
+        "device": device,
+        "linear_act": _linear_act_matrices(groups, device),
+        "relu": _relu_claim(groups, device),
+        "dropout": _rows_of(groups, device, "dropout"),
+        "step": _rows_of(groups, device, "mlp_step") + _rows_of(groups, device, "mlp"),
+        "memory": _rows_of(groups, device, "memory"),
+    }
+
+
+def _matrix_table(m, ref, digits=2):
+    lines = ["| layer | " + " | ".join(m["acts"]) + " |", "| --- |" + " ---: |" * len(m["acts"])]
+    for layer in m["rows"]:
+        cells = [f"{m[ref][(layer, a)]:.{digits}f}" if (layer, a) in m[ref] else ""
+                 for a in m["acts"]]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def bar_chart(groups, png, beside=None):
-    import matplotlib
+def _linear_act_section(s):
+    out = ["## Fused Linear+activation against stock, torch.compile and the floor\n",
+           "Each cell is fused time over the other's (below 1.00: fused is faster), timed "
+           "interleaved for stock and the floor. The floor is the layer's products alone "
+           "(`addmm`, and the two backward products).\n"]
+    checks = []
+    for (dtype, mode), m in sorted(s["linear_act"].items()):
+        for ref, title in (("stock", "fused / stock"), ("compile", "fused / torch.compile"),
+                           ("floor", "fused / floor")):
+            if m[ref]:
+                out.append(f"### {title}, {mode}, {dtype}\n\n{_matrix_table(m, ref)}\n")
+        if dtype == "fp32" and mode == "fwdbwd":
+            checks.append(("fwd+bwd faster than stock, every cell", "< 1.00x",
+                           list(m["stock"].values()), lambda v: v < 1.0))
+            checks.append(("fwd+bwd faster than torch.compile, every cell", "< 1.00x",
+                           list(m["compile"].values()), lambda v: v < 1.0))
+            small = [v for (layer, _), v in m["stock"].items()
+                     if layer.startswith(("256x10, batch 100", "256x256, batch 100"))]
+            checks.append(("small layers (256->10, 256->256 at batch 100) over stock", "<= 0.70x",
+                           small, lambda v: v <= 0.7))
+        if dtype == "fp32" and mode == "fwd":
+            checks.append(("forward over addmm (the floor), every cell", "<= 1.05x",
+                           list(m["floor"].values()), lambda v: v <= 1.05))
+        if dtype == "bf16" and mode == "fwdbwd":
+            big = [v for (layer, _), v in m["floor"].items() if "batch 4096" in layer]
+            checks.append(("bf16 fwd+bwd at batch 4096 over its bf16 products", "<= 1.20x", big,
+                           lambda v: v <= 1.2))
+    rows = [f"| {name} | {target} | {_span(values)} | {_met(values, test)} |"
+            for name, target, values, test in checks]
+    head = "| target | wanted | measured (worst, best) | met |\n| --- | --- | --- | --- |"
+    return "\n".join(out[:2] + [head] + rows + [""] + out[2:])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    lines = summary(groups, beside)
-    if not lines:
-        return None
-    labels = [f"{label} ({dev})" for dev, label, _ in lines]
-    ratios = [r for *_, r in lines]
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.22 * len(lines))))
-    ax.barh(range(len(lines)), ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(lines)), labels, fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("fused time / stock time (lower is better)")
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return png
+def _span(values):
+    if not values:
+        return ""
+    return f"{max(values):.2f}x ... {min(values):.2f}x ({len(values)} cells)"
+
+
+def _relu_section(s):
+    out = ["## \"ReLU is 6x faster because it needs no exp()\"\n",
+           "Each activation's time over ReLU's on the same tensor, stock beside fused; the "
+           "forward also over a plain copy's (memory speed). Timed interleaved where marked in "
+           "the details.\n"]
+    for size, table in sorted(s["relu"].items()):
+        out.append(f"### {size}\n")
+        out.append("| activation | stock fwd | fused fwd | stock bwd | fused bwd | fused fwd / copy |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, cells in table.items():
+            vals = [cells.get(k) for k in ("stock fwd", "fused fwd", "stock bwd", "fused bwd", "copy")]
+            out.append(f"| {name} | " + " | ".join("" if v is None else f"{v:.2f}x" for v in vals) + " |")
+        worst = {k: max(((c.get(f"{k} fwd", 0), n) for n, c in table.items() if n != "relu"),
+                        default=(0, "")) for k in ("stock", "fused")}
+        verdicts = [f"{k}: {'holds' if v >= 6 else 'false'} (the costliest, {n}, takes {v:.2f}x ReLU)"
+                    for k, (v, n) in worst.items() if v]
+        out.append("\nPer operation the claim is " + "; ".join(verdicts) + ".\n")
+    sixteen = s["relu"].get("16M", {})
+    fused = [c.get("fused fwd") for n, c in sixteen.items() if c.get("fused fwd")]
+    copy = [c.get("copy") for c in sixteen.values() if c.get("copy")]
+    out.append("| target | wanted | measured (worst) | met |\n| --- | --- | --- | --- |")
+    out.append(f"| 16M: every fused forward over fused ReLU | <= 1.30x | "
+               f"{max(fused) if fused else 0:.2f}x | {_met(fused, lambda v: v <= 1.3)} |")
+    out.append(f"| 16M: every fused forward over a copy | <= 1.30x | "
+               f"{max(copy) if copy else 0:.2f}x | {_met(copy, lambda v: v <= 1.3)} |\n")
+    return "\n".join(out)
+
+
+def _group_lines(groups, rows):
+    lines = ["| group | " + " | ".join(f"{r} / {ref}" for r, ref in rows) + " |",
+             "| --- |" + " ---: |" * len(rows)]
+    for g in groups:
+        lines.append(f"| {g.name} | " + " | ".join(_fmt(ratio(g, r, ref)) for r, ref in rows) + " |")
+    return "\n".join(lines)
+
+
+def _dropout_section(s):
+    groups = s["dropout"]
+    if not groups:
+        return ""
+    fwd = [ratio(g, "fused", "stock")[0] for g in groups
+           if g.parts[-1] == "fwd" and ratio(g, "fused", "stock")]
+    block = [ratio(g, "fused", "stock")[0] for g in groups
+             if g.parts[0].startswith("Linear+ReLU") and "batch 100" in g.name
+             and ratio(g, "fused", "stock")]
+    return "\n".join([
+        "## Dropout\n",
+        "| target | wanted | measured (worst) | met |\n| --- | --- | --- | --- |",
+        f"| dropout forward over F.dropout | <= 0.25x | {max(fwd, default=0):.2f}x | "
+        f"{_met(fwd, lambda v: v <= 0.25)} |",
+        f"| Linear+ReLU+dropout fwd+bwd over stock (784->256, batch 100) | <= 0.60x | "
+        f"{max(block, default=0):.2f}x | {_met(block, lambda v: v <= 0.6)} |\n",
+        _group_lines(groups, [("fused", "stock")]), ""])
+
+
+def _step_section(s):
+    groups = s["step"]
+    if not groups:
+        return ""
+    out = ["## The lecture network: forward+backward and the training step\n",
+           "784-256-256-256-10, ReLU, dropout 0.3, cross-entropy (and Adam in the step). "
+           "`fused` is the whole network as one op, `fused layer` one op per layer; the floor "
+           "is the network's products (plus one Adam pass in the step). bf16: float32 "
+           "parameters under `torch.autocast`, the floor in bf16.\n"]
+    rows = [("stock", "floor"), ("compile", "floor"), ("fused layer", "floor"),
+            ("fused", "floor"), ("fused", "stock")]
+    out.append("| group | " + " | ".join(["floor", "stock", "compile", "fused layer", "fused"])
+               + " | fused / stock | fused / floor |")
+    out.append("| --- |" + " ---: |" * 7)
+    for g in groups:
+        times = [(_fmt_time(g.times[r]) if r in g.times else "") for r in
+                 ("floor", "stock", "compile", "fused layer", "fused")]
+        out.append(f"| {g.name} | " + " | ".join(times) + f" | {_fmt(ratio(g, 'fused', 'stock'))}"
+                   f" | {_fmt(ratio(g, 'fused', 'floor'))} |")
+    targets = []
+    for g in groups:
+        batch = g.parts[1]
+        stock, floor = ratio(g, "fused", "stock"), ratio(g, "fused", "floor")
+        step = g.kind == "mlp_step"
+        if step and g.dtype == "fp32":
+            targets.append((f"{g.name}: over stock", "<= 0.80x", stock, 0.8))
+            if batch == "batch 100":
+                targets.append((f"{g.name}: over the floor", "<= 1.25x", floor, 1.25))
+        if not step and g.dtype == "fp32":
+            targets.append((f"{g.name}: over the products", "<= 1.20x" if batch == "batch 100"
+                            else "<= 1.05x", floor, 1.2 if batch == "batch 100" else 1.05))
+        if step and g.dtype == "bf16":
+            targets.append((f"{g.name}: over stock under autocast",
+                            "<= 0.45x" if batch == "batch 100" else "<= 0.25x", stock,
+                            0.45 if batch == "batch 100" else 0.25))
+            if batch == "batch 4096":
+                targets.append((f"{g.name}: over the bf16 floor", "<= 1.50x", floor, 1.5))
+    out.append("\n| target | wanted | measured | met |\n| --- | --- | --- | --- |")
+    for name, wanted, r, limit in targets:
+        out.append(f"| {name} | {wanted} | {_fmt(r)} | "
+                   f"{'no data' if r is None else ('**yes**' if r[0] <= limit else 'no')} |")
+    return "\n".join(out) + "\n"
+
+
+def _memory_section(s):
+    if not s["memory"]:
+        return ""
+    out = ["## Memory kept for backward\n", "| group | stock | fused | fused / stock | wanted |",
+           "| --- | ---: | ---: | ---: | --- |"]
+    for g in s["memory"]:
+        stock, fused = g.saved.get("stock"), g.saved.get("fused")
+        share = f"{fused / stock:.2f}x" if stock and fused is not None else ""
+        out.append(f"| {g.name} | {stock:,} B | {fused:,} B | {share} | <= 0.50x |"
+                   if stock is not None and fused is not None else f"| {g.name} | | | | |")
+    return "\n".join(out) + "\n"
+
+
+def markdown(groups, device, title=None, figures=None):
+    """The summary report of one device's rows (figures: {name: relative path})."""
+    s = summary(groups, device)
+    parts = [f"# {title or 'Benchmark results'} ({device})\n",
+             "Summary first; every group's own table follows under Details.\n"]
+    for name, caption in (figures or {}).items():
+        parts.append(f"![{caption}]({name})\n")
+    for section in (_linear_act_section(s), _relu_section(s), _dropout_section(s),
+                    _step_section(s), _memory_section(s)):
+        if section:
+            parts.append(section)
+    return "\n".join(parts)
+
+
+def details(groups, device):
+    """One table per group, rows in ROW_ORDER."""
+    out = ["## Details: every group\n"]
+    for g in sorted((g for g in groups.values() if g.device == device), key=lambda g: g.name):
+        stock = "stock" if "stock" in g.times else "stock fwd"
+        floor = "floor" if "floor" in g.times else "copy"
+        out.append(f"#### {g.name}\n")
+        memory = bool(g.saved)
+        out.append("| row | time | vs stock | vs floor |" + (" saved for backward |" if memory else ""))
+        out.append("| --- | ---: | ---: | ---: |" + (" ---: |" if memory else ""))
+        for row in sorted(g.times, key=lambda r: (ROW_ORDER.index(r) if r in ROW_ORDER else 99, r)):
+            ref = f"stock {row.split()[1]}" if row in ("fused fwd", "fused bwd") else stock
+            if row == "fused autocast":
+                ref = "stock autocast"
+            extra = (f" {g.saved[row]:,} B |" if row in g.saved else " |") if memory else ""
+            out.append(f"| {row} | {_fmt_time(g.times[row])} | {_fmt(ratio(g, row, ref))} | "
+                       f"{_fmt(ratio(g, row, floor))} |{extra}")
+        if g.beside:
+            out.append("\n\\* timed interleaved with that row")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mlpbench.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", nargs="+", help="files written by pytest --benchmark-json")
-    parser.add_argument("--png", help="bar chart of fused/stock per group (default: JSON name .png)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device's rows")
-    parser.add_argument("--targets", action="store_true",
-                        help="print only the headline checks (speed-ups, bandwidth)")
+    parser.add_argument("--device", choices=["cpu", "cuda"],
+                        help="this device's rows only (default: each device present)")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], help="this dtype's rows only")
+    parser.add_argument("--markdown", type=Path,
+                        help="write the report here (summary, then details) instead of stdout")
+    parser.add_argument("--figures", type=Path,
+                        help="write the figures (PNG) into this directory and show them in the report")
+    parser.add_argument("--title", help="the report's title")
+    parser.add_argument("--targets", action="store_true", help="print the summary only")
     args = parser.parse_args(argv)
     try:
-        groups = load_rows(args.json, args.device)
+        groups = load(args.json, args.device, args.dtype)
     except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
         parser.error(str(e))
     if not groups:
-        parser.error(f"{args.json}: no mlpbench benchmark rows found")
-    beside = load_beside(args.json, args.device)
-    if args.targets:
-        print(targets(groups, args.device or "cuda", beside))
-        return 0
-    print(markdown(groups, load_saved_bytes(args.json, args.device), beside))
-    print(linear_act_matrix(groups, beside))
-    print(relu_claim(groups, beside))
-    png = bar_chart(groups, args.png or str(Path(args.json[0]).with_suffix(".png")), beside)
-    if png:
-        print(f"bar chart: {png}", file=sys.stderr)
+        parser.error(f"{args.json}: no mlpbench benchmark rows found"
+                     + (f" for --device {args.device}" if args.device else ""))
+    texts = []
+    for device in sorted({g.device for g in groups.values()}):
+        figures = {}
+        if args.figures is not None:
+            from .report_figures import write_figures
+
+            base = args.markdown.parent if args.markdown else Path(".")
+            for path, caption in write_figures(groups, device, args.figures).items():
+                figures[str(Path(path).resolve().relative_to(base.resolve())
+                            if Path(path).resolve().is_relative_to(base.resolve()) else path)] = caption
+        texts.append(markdown(groups, device, args.title, figures)
+                     + ("" if args.targets else "\n" + details(groups, device)))
+    text = "\n".join(texts)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    else:
+        print(text)
     return 0
 
 

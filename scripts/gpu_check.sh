@@ -88,7 +88,8 @@ if stage bench; then
   jsons=()
   for f in "$OUT/bench.json" "$OUT/bench-compile.json"; do [ -s "$f" ] && jsons+=("$f"); done
   if [ ${#jsons[@]} -gt 0 ]; then
-    { device_info; echo; "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --png /tmp/gpu-bench.png; } >"$OUT/gpu-results.md"
+    "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --markdown "$OUT/gpu-results.md" \
+      --figures "$OUT/figures" --title "GPU results ($(device_info | tr '\n' ' '))"
     "$PY" -m mlpbench.report "${jsons[@]}" --device cuda --targets | tee "$OUT/targets.md"
   fi
 fi

@@ -146,3 +146,19 @@ def test_ctrl_c_exits_with_one_line_and_agreeing_files(tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("interrupted; the last checkpoint is")
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert len(epochs) == len(load_checkpoint(out / "checkpoint.pt")["epochs"])
+
+
+def test_precision_bf16_trains_and_is_recorded(tmp_path):
+    history = train(Config(arch=(784, 32, 10), epochs=2, precision="bf16"), data=_synthetic(300),
+                    out=tmp_path, progress=False)
+    assert history.epochs[1]["train_loss"] < history.epochs[0]["train_loss"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["precision"] == "bf16"
+    resumed = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert resumed["config"]["precision"] == "bf16"
+
+
+def test_precision_fp16_needs_cuda():
+    done = _cli("--precision", "fp16")
+    assert done.returncode == 2 and "--precision fp16: needs --device cuda" in done.stderr
+    with pytest.raises(ValueError, match="fp16 needs --device cuda"):
+        train(Config(precision="fp16"), data=_synthetic(10), progress=False)

@@ -1,4 +1,5 @@
-"""The report parses a real benchmark JSON; the GPU check script is valid bash."""
+"""The report: summary first, figures that plot the report's own values, from a
+small recorded benchmark JSON; the GPU check script is valid bash."""
 
 import re
 import subprocess
@@ -8,94 +9,101 @@ from pathlib import Path
 import pytest
 
 from mlpbench import report
+from mlpbench import report_figures as figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench_json(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "bench"),
-           "--benchmark-only", f"--benchmark-json={out}", "--benchmark-max-time=0.001",
-           "--benchmark-min-rounds=1", "-k",
-           "cpu and not compile and ((test_linear_act and 256x10 and batch100 and relu) or "
-           "test_reference_rows or (test_activation and (relu or elu) and size1) or "
-           "(test_dropout and 100x256) or test_memory)"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out
+RECORDED = ROOT / "tests" / "data" / "bench-small.json"  # a small run of bench/, recorded
 
 
-def test_report_tables_and_chart(bench_json, tmp_path, capsys):
-    png = tmp_path / "chart.png"
-    assert report.main([str(bench_json), "--png", str(png)]) == 0
-    text = capsys.readouterr().out
-    assert "#### linear_act[256x10, batch 100, relu, fwd] (cpu)" in text
-    for row in ("floor", "stock", "fused"):
-        assert f"| {row} |" in text
-    assert "| stock | " in text and "1.00x" in text
-    assert "x* |" in text and "timed interleaved with that row" in text
-    assert png.stat().st_size > 1000
-    assert "saved for backward" in text and "| fused |" in text and "307,208 B" in text
+def test_summary_first_then_details(tmp_path):
+    out = tmp_path / "report.md"
+    assert report.main([str(RECORDED), "--markdown", str(out), "--figures", str(tmp_path / "fig")]) == 0
+    text = out.read_text()
+    order = [text.index(h) for h in (
+        "## Fused Linear+activation against stock, torch.compile and the floor",
+        "## \"ReLU is 6x faster because it needs no exp()\"", "## Dropout",
+        "## The lecture network: forward+backward and the training step",
+        "## Memory kept for backward", "## Details: every group")]
+    assert order == sorted(order)
+    assert "| target | wanted |" in text and "fwd+bwd faster than stock, every cell" in text
+    assert "#### linear_act[256x10, batch 100, relu, fwd]" in text  # a details table
+    assert "| fused | " in text and "x* |" in text and "timed interleaved with that row" in text
+    assert "307,208 B" in text and "921,600 B" in text
+    for name in ("linear_act_cpu_fp32.png", "relu_cpu.png", "step_cpu.png"):
+        assert (tmp_path / "fig" / name).stat().st_size > 10_000
+        assert f"](fig/{name})" in text  # shown inline, relative to the report
 
 
-def test_report_checks_the_relu_claim(bench_json, capsys):
-    assert report.main([str(bench_json), "--png", "/dev/null"]) == 0
-    text = capsys.readouterr().out
-    assert "#### ReLU against the others, forward, 16M (cpu)" in text
-    assert "| elu |" in text and "| leaky_relu |" in text
-    # Each fused forward row timed ReLU (stock and ours) and a copy beside itself.
-    assert re.search(r"\| relu \| \d\.\d\dx\* \| \d\.\d\dx\* \| \d\.\d\dx\* \|", text)
-    assert "\"ReLU is 6x faster because it needs no exp()\", per operation: " in text
-    assert "the costliest" in text
-
-
-def test_linear_act_matrix():
-    groups = {("cpu", "linear_act[256x10, batch 100, relu, fwd]"):
-              {"floor": 1.0, "stock": 2.0, "fused": 1.5},
-              ("cpu", "linear_act[256x10, batch 100, gelu, fwd]"): {"stock": 2.0, "fused": 3.0}}
-    text = report.linear_act_matrix(groups)
-    assert "| layer | relu | gelu |" in text or "| layer | gelu | relu |" in text
-    assert "0.75 / 1.50" in text and "1.50 |" in text
+def test_figures_plot_the_reports_values(tmp_path):
+    groups = report.load(RECORDED, "cpu")
+    s = report.summary(groups, "cpu")
+    text = report.markdown(groups, "cpu")
+    heat = figures.plot_heatmap({k: v for k, v in s["linear_act"].items() if k[0] == "fp32"},
+                                tmp_path / "heat.png", "t")
+    assert heat and (tmp_path / "heat.png").is_file()
+    for (mode, ref), cells in heat.items():
+        assert cells == s["linear_act"][("fp32", mode)][ref]
+        for (layer, act), value in cells.items():
+            row = next(line for line in text.split(f"### fused / {ref}, {mode}, fp32")[1].splitlines()
+                       if line.startswith(f"| {layer} |"))
+            assert f"{value:.2f}" in row
+    relu = figures.plot_relu(s["relu"], tmp_path / "relu.png", "t")
+    assert relu and set(relu) == set(s["relu"])
+    for size, table in relu.items():
+        assert "identity" not in table  # stock identity does no work: not plotted
+        for name, cells in table.items():
+            for key, value in cells.items():
+                assert value == pytest.approx(s["relu"][size][name][key])
+                row = next(line for line in text.split(f"### {size}\n")[1].splitlines()
+                           if line.startswith(f"| {name} |"))
+                assert f"{value:.2f}x" in row
+    step = figures.plot_step(s["step"], tmp_path / "step.png", "t")
+    assert step
+    for group in s["step"]:
+        for row, value in step.get(group.name, {}).items():
+            assert value == pytest.approx(report.ratio(group, row, "floor")[0])
 
 
 def test_interleaved_times_give_the_ratios():
     """A row that timed stock and floor interleaved with itself takes its
     ratios from those (marked *), not from the rows timed at another moment."""
-    key = ("cpu", "linear_act[256x10, batch 100, relu, fwdbwd]")
-    groups = {key: {"floor": 1.0, "stock": 4.0, "fused": 3.0}}
-    beside = {key: {"fused": {"stock": 2.0, "floor": 1.5}}}
-    assert report.ratio(groups[key], "fused", "stock", beside[key]) == (1.5, True)
-    assert report.ratio(groups[key], "fused", "stock") == (0.75, False)
-    assert report.ratio(groups[key], "fused", "missing", beside[key]) is None
-    text = report.markdown(groups, beside=beside)
+    g = report.Group("cpu", "linear_act[256x10, batch 100, relu, fwdbwd]", "linear_act",
+                     ["256x10", "batch 100", "relu", "fwdbwd"], "fp32",
+                     times={"floor": 1.0, "stock": 4.0, "fused": 3.0},
+                     beside={"fused": {"stock": 2.0, "floor": 1.5}})
+    assert report.ratio(g, "fused", "stock") == (1.5, True)
+    assert report.ratio(g, "stock", "floor") == (4.0, False)
+    assert report.ratio(g, "fused", "missing") is None
+    text = report.details({("cpu", g.name): g}, "cpu")
     assert "| fused | 3000.00 ms | 1.50x* | 2.00x* |" in text
     assert "| stock | 4000.00 ms | 1.00x | 4.00x |" in text
-    assert "1.50 / 2.00" in report.linear_act_matrix(groups, beside)
-    assert report.summary(groups, beside) == [("cpu", key[1] + " fused", 1.5)]
 
 
-def test_relu_claim_verdict_follows_the_numbers():
-    def groups(elu_stock):
-        return {("cpu", "activation[relu, 1M]"): {"stock fwd": 1.0, "fused fwd": 1.0},
-                ("cpu", "activation[elu, 1M]"): {"stock fwd": elu_stock, "fused fwd": 1.2},
-                ("cpu", "activation[reference, 1M]"): {"copy": 1.0}}
-    assert "stock: holds, the costliest (elu) takes 7.00x" in report.relu_claim(groups(7.0))
-    assert "stock: false, the costliest (elu) takes 1.50x" in report.relu_claim(groups(1.5))
-    assert "fused: false, the costliest (elu) takes 1.20x" in report.relu_claim(groups(7.0))
-    # Times taken interleaved beside the fused row win over the separate rows.
-    near = {("cpu", "activation[elu, 1M]"): {"fused fwd": {
-        "stock fwd": 8.0, "stock relu fwd": 1.0, "relu fwd": 0.6, "copy": 0.8}}}
-    text = report.relu_claim(groups(1.5), near)
-    assert "| elu | 8.00x* | 2.00x* | 1.50x* |" in text
-    assert "stock: holds, the costliest (elu) takes 8.00x" in text
+def _activation_groups(elu_stock):
+    def group(name, times, size="1M"):
+        return report.Group("cpu", f"activation[{name}, {size}]", "activation", [name, size],
+                            "fp32", times=times)
+    return {("cpu", n): group(n, t) for n, t in (
+        ("relu", {"stock fwd": 1.0, "fused fwd": 1.0}),
+        ("elu", {"stock fwd": elu_stock, "fused fwd": 1.2}))}
 
 
-def test_report_targets_and_device_filter(bench_json, capsys):
-    assert report.main([str(bench_json), "--device", "cpu", "--targets"]) == 0
-    assert "% |" in capsys.readouterr().out  # bandwidth against the copy row
+def test_relu_verdict_follows_the_numbers():
+    assert "stock: holds (the costliest, elu, takes 7.00x ReLU)" in report.markdown(
+        _activation_groups(7.0), "cpu")
+    text = report.markdown(_activation_groups(1.5), "cpu")
+    assert "stock: false (the costliest, elu, takes 1.50x ReLU)" in text
+    assert "fused: false (the costliest, elu, takes 1.20x ReLU)" in text
+
+
+def test_device_and_dtype_filters(tmp_path, capsys):
+    assert report.main([str(RECORDED), "--device", "cpu", "--dtype", "bf16", "--targets"]) == 0
+    text = capsys.readouterr().out
+    assert "fp32" not in text.split("## Details")[0].replace("float32", "")
     with pytest.raises(SystemExit):
-        report.main([str(bench_json), "--device", "cuda"])  # no CUDA rows: a clear error
+        report.main([str(RECORDED), "--device", "cuda"])  # no CUDA rows: a clear error
 
 
 def test_report_rejects_other_json(tmp_path):
