@@ -367,34 +367,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
   return {gx, gw, gbias};
 }
 
-namespace {
-
-std::tuple<at::Tensor, at::Tensor> linear_act_cpu(
-    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset) {
-  return linear_act_forward(linear_act_call(false, x, weight, bias, activation, negative_slope,
-                                            alpha, approximate, pieces, dropout_p, seed, offset),
-                            x, weight, bias);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_cpu(
-    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
-    const at::Tensor& saved, c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
-  return linear_act_backward(linear_act_call(true, x, weight, std::nullopt, activation,
-                                             negative_slope, alpha, approximate, pieces,
-                                             dropout_p, seed, offset),
-                             grad_y, x, weight, saved, output_mask);
-}
-
-}  // namespace
-
 TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
-  m.impl("linear_act", &linear_act_cpu);
-  m.impl("linear_act_backward", &linear_act_backward_cpu);
+  m.impl("linear_act", &linear_act_op<&linear_act_forward>);
+  m.impl("linear_act_backward", &linear_act_backward_op<&linear_act_backward>);
 }
 
 }  // namespace mlpbench::cpu
