@@ -356,8 +356,8 @@ def markdown(groups, device, title=None, figures=None):
              "Summary first; every group's own table follows under Details.\n"]
     for name, caption in (figures or {}).items():
         parts.append(f"![{caption}]({name})\n")
-    for section in (_linear_act_section(s), _relu_section(s), _dropout_section(s),
-                    _step_section(s), _memory_section(s)):
+    for section in (_step_section(s), _linear_act_section(s), _relu_section(s),
+                    _dropout_section(s), _memory_section(s)):
         if section:
             parts.append(section)
     return "\n".join(parts)

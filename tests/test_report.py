@@ -22,9 +22,9 @@ def test_summary_first_then_details(tmp_path):
     assert report.main([str(RECORDED), "--markdown", str(out), "--figures", str(tmp_path / "fig")]) == 0
     text = out.read_text()
     order = [text.index(h) for h in (
+        "## The lecture network: forward+backward and the training step",
         "## Fused Linear+activation against stock, torch.compile and the floor",
         "## \"ReLU is 6x faster because it needs no exp()\"", "## Dropout",
-        "## The lecture network: forward+backward and the training step",
         "## Memory kept for backward", "## Details: every group")]
     assert order == sorted(order)
     assert "| target | wanted |" in text and "fwd+bwd faster than stock, every cell" in text
