@@ -251,3 +251,27 @@ def test_cuda_reduce_overhead_matches_eager():
     for _ in range(3):
         y = compiled(x)
     torch.testing.assert_close(y, model(x))
+
+
+@pytest.mark.parametrize("act", [("tanh", {}), ("gelu", {}), ("maxout", {"pieces": 2})], ids=act_id)
+def test_forward_mode_and_double_backward(act):
+    """jvp and gradgradcheck through the whole-MLP op (its composition), with
+    dropout, against the per-layer ops."""
+    name, kw = act
+    x, weights, biases = _net(3, name, kw)
+    params = [x, *weights, *biases]
+    tangents = [torch.randn_like(t) for t in params]
+
+    def whole(*p):
+        return _ours(name, kw, 0.3)(p[0], list(p[1:4]), list(p[4:]))
+
+    def layers(*p):
+        return _per_layer(name, kw, 0.3)(p[0], list(p[1:4]), list(p[4:]))
+
+    y, ty = torch.func.jvp(whole, tuple(params), tuple(tangents))
+    y_ref, ty_ref = torch.func.jvp(layers, tuple(params), tuple(tangents))
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(ty, ty_ref)
+    for t in params:
+        t.requires_grad_()
+    assert torch.autograd.gradgradcheck(whole, tuple(params))
