@@ -253,7 +253,7 @@ def _relu_section(s):
                         default=(0, "")) for k in ("stock", "fused")}
         verdicts = [f"{k}: {'holds' if v >= 6 else 'false'} (the costliest, {n}, takes {v:.2f}x ReLU)"
                     for k, (v, n) in worst.items() if v]
-        out.append("\nPer operation the claim is " + "; ".join(verdicts) + ".\n")
+        out.append(f"\nAt {size}, per operation, the claim is " + "; ".join(verdicts) + ".\n")
     sixteen = s["relu"].get("16M", {})
     fused = [c.get("fused fwd") for n, c in sixteen.items() if c.get("fused fwd")]
     copy = [c.get("copy") for c in sixteen.values() if c.get("copy")]
