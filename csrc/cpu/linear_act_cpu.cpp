@@ -43,15 +43,17 @@ template <typename T> inline bool beats(T v, T best) { return !(v <= best) && be
 
 // Maxout with two pieces (the lecture's) over `units` units: written without
 // branches so that the compiler vectorises it (the pairs de-interleaved by
-// permutes) in each instruction set's build; the same choice as below.
+// permutes) in each instruction set's build; the same choice as below. Sums
+// and comparisons in S (float for bfloat16: one rounding, at the store).
 template <typename T>
 void maxout_pairs(int64_t units, const T* __restrict acc, const T* __restrict bias,
                   T* __restrict y, uint8_t* __restrict arg) {
+  using S = at::opmath_type<T>;
   for (int64_t j = 0; j < units; ++j) {
-    const T first = acc[2 * j] + bias[2 * j];
-    const T second = acc[2 * j + 1] + bias[2 * j + 1];
+    const S first = S(acc[2 * j]) + S(bias[2 * j]);
+    const S second = S(acc[2 * j + 1]) + S(bias[2 * j + 1]);
     const bool take_second = beats(second, first);
-    y[j] = take_second ? second : first;
+    y[j] = T(take_second ? second : first);
     arg[j] = take_second;
   }
 }
@@ -63,18 +65,19 @@ template <typename T>
 void maxout_row(int64_t out_cols, int64_t pieces, const T* acc, const T* bias, T* y,
                 uint8_t* arg) {
   if (pieces == 2) return maxout_pairs(out_cols, acc, bias, y, arg);
+  using S = at::opmath_type<T>;
   for (int64_t j = 0; j < out_cols; ++j) {
     const T* unit = acc + j * pieces;
-    T best = unit[0] + bias[j * pieces];
+    S best = S(unit[0]) + S(bias[j * pieces]);
     uint8_t best_piece = 0;
     for (int64_t s = 1; s < pieces; ++s) {
-      const T v = unit[s] + bias[j * pieces + s];
+      const S v = S(unit[s]) + S(bias[j * pieces + s]);
       if (beats(v, best)) {
         best = v;
         best_piece = static_cast<uint8_t>(s);
       }
     }
-    y[j] = best;
+    y[j] = T(best);
     arg[j] = best_piece;
   }
 }
