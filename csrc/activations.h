@@ -62,7 +62,8 @@ MLPB_HD double m_div(double a, double b) { return a / b; }
 template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
 enum class Act : int8_t {
-  Identity, Sigmoid, Tanh, Relu, LeakyRelu, Elu, Gelu, GeluTanh, Silu, Maxout, Step
+  Identity, Sigmoid, Tanh, Relu, LeakyRelu, Elu, Gelu, GeluTanh, Silu, Maxout, Step,
+  kCount  // the number of activations
 };
 
 // What backward keeps of the forward to compute the derivative.
@@ -70,8 +71,41 @@ enum class Saves : int8_t { Nothing, Input, Output, Argmax };
 // How costly a pass is per element: Exp ones evaluate an exponential and are
 // worth splitting between threads on smaller tensors than Cheap ones.
 enum class Cost : int8_t { Cheap, Exp };
-// The scalar parameters an activation reads (a bit mask).
-enum ActParam : unsigned { kNoParams = 0, kNegativeSlope = 1, kAlpha = 2, kApproximate = 4, kPieces = 8 };
+
+// The scalar parameters activations take, each written once here: its name
+// in the ops' activation argument ("leaky_relu(negative_slope=0.1)") and in
+// Python, its default and the values it accepts. A Choice parameter selects
+// between rows of one name (gelu's `approximate`); the others are numbers
+// the functors read (ActParams).
+enum class Param : int8_t { NegativeSlope, Alpha, Approximate, Pieces, kCount };
+enum class ParamKind : int8_t { Real, Integer, Choice };
+
+struct ParamInfo {
+  Param param;
+  const char* name;
+  ParamKind kind;
+  double default_value;    // Real, Integer
+  const char* default_choice;  // Choice
+  double min, max;         // accepted values (Real, Integer), both included
+  const char* rule;        // the accepted values, as an error message says them
+};
+
+inline constexpr double kNoLimit = 1e308;
+inline constexpr ParamInfo kParams[] = {
+    // >= 0 so that y > 0 exactly when x > 0: backward derives the derivative from y.
+    {Param::NegativeSlope, "negative_slope", ParamKind::Real, 0.01, nullptr, 0.0, kNoLimit,
+     "a finite number >= 0"},
+    {Param::Alpha, "alpha", ParamKind::Real, 1.0, nullptr, 0.0, kNoLimit, "a finite number >= 0"},
+    {Param::Approximate, "approximate", ParamKind::Choice, 0.0, "none", 0.0, 0.0,
+     "'none' or 'tanh'"},
+    // The argmax saved for backward is a uint8.
+    {Param::Pieces, "pieces", ParamKind::Integer, 2.0, nullptr, 1.0, 255.0,
+     "an int in [1, 255]"},
+};
+inline constexpr int kNumParams = static_cast<int>(Param::kCount);
+static_assert(sizeof(kParams) / sizeof(kParams[0]) == kNumParams, "a row for every Param");
+
+constexpr unsigned bit(Param p) { return 1u << static_cast<int>(p); }
 
 // The activation table: one row per Act, in the enum's order. Parsing, what
 // autograd saves, the CPU kernels' thread split and the Python side
@@ -80,28 +114,29 @@ enum ActParam : unsigned { kNoParams = 0, kNegativeSlope = 1, kAlpha = 2, kAppro
 struct ActInfo {
   Act act;
   const char* name;
-  const char* approximate;  // "none" / "tanh" for gelu's forms, else nullptr
-  unsigned params;          // ActParam bits
+  const char* approximate;  // the value of `approximate` this row is, or nullptr
+  unsigned params;          // bit(Param) of each parameter it takes
   Saves saves;
   bool differentiable;
   bool elementwise;         // maxout reduces each unit's pieces
   Cost forward_cost, backward_cost;
 };
 
+inline constexpr unsigned kGeluParams = bit(Param::Approximate);
 inline constexpr ActInfo kActivations[] = {
-    {Act::Identity, "identity", nullptr, kNoParams, Saves::Nothing, true, true, Cost::Cheap, Cost::Cheap},
-    {Act::Sigmoid, "sigmoid", nullptr, kNoParams, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
-    {Act::Tanh, "tanh", nullptr, kNoParams, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
-    {Act::Relu, "relu", nullptr, kNoParams, Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
-    {Act::LeakyRelu, "leaky_relu", nullptr, kNegativeSlope, Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
-    {Act::Elu, "elu", nullptr, kAlpha, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
-    {Act::Gelu, "gelu", "none", kApproximate, Saves::Input, true, true, Cost::Exp, Cost::Exp},
-    {Act::GeluTanh, "gelu", "tanh", kApproximate, Saves::Input, true, true, Cost::Exp, Cost::Exp},
-    {Act::Silu, "silu", nullptr, kNoParams, Saves::Input, true, true, Cost::Exp, Cost::Exp},
-    {Act::Maxout, "maxout", nullptr, kPieces, Saves::Argmax, true, false, Cost::Cheap, Cost::Cheap},
-    {Act::Step, "step", nullptr, kNoParams, Saves::Nothing, false, true, Cost::Cheap, Cost::Cheap},
+    {Act::Identity, "identity", nullptr, 0, Saves::Nothing, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::Sigmoid, "sigmoid", nullptr, 0, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Tanh, "tanh", nullptr, 0, Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Relu, "relu", nullptr, 0, Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::LeakyRelu, "leaky_relu", nullptr, bit(Param::NegativeSlope), Saves::Output, true, true, Cost::Cheap, Cost::Cheap},
+    {Act::Elu, "elu", nullptr, bit(Param::Alpha), Saves::Output, true, true, Cost::Exp, Cost::Cheap},
+    {Act::Gelu, "gelu", "none", kGeluParams, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::GeluTanh, "gelu", "tanh", kGeluParams, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::Silu, "silu", nullptr, 0, Saves::Input, true, true, Cost::Exp, Cost::Exp},
+    {Act::Maxout, "maxout", nullptr, bit(Param::Pieces), Saves::Argmax, true, false, Cost::Cheap, Cost::Cheap},
+    {Act::Step, "step", nullptr, 0, Saves::Nothing, false, true, Cost::Cheap, Cost::Cheap},
 };
-inline constexpr int kNumActivations = sizeof(kActivations) / sizeof(kActivations[0]);
+inline constexpr int kNumActivations = static_cast<int>(Act::kCount);
 
 constexpr const ActInfo& act_info(Act act) { return kActivations[static_cast<int>(act)]; }
 constexpr bool rows_in_enum_order() {
@@ -110,16 +145,22 @@ constexpr bool rows_in_enum_order() {
   }
   return true;
 }
+static_assert(sizeof(kActivations) / sizeof(kActivations[0]) == kNumActivations,
+              "a row for every Act");
 static_assert(rows_in_enum_order(), "kActivations must list every Act in the enum's order");
-static_assert(static_cast<int>(Act::Step) + 1 == kNumActivations, "a row for every Act");
 
 // Whether Act a's derivative reads the forward's output (else its input).
 constexpr bool from_output(Act a) { return act_info(a).saves == Saves::Output; }
 
-// Scalar parameters some activations take; the others ignore them.
+// The numeric parameters of a parsed activation (each Param's default where
+// the activation does not take it).
 struct ActParams {
-  double negative_slope = 0.01;
-  double alpha = 1.0;
+  double value[kNumParams];
+  constexpr ActParams() : value{} {
+    for (const ParamInfo& p : kParams) value[static_cast<int>(p.param)] = p.default_value;
+  }
+  constexpr double operator[](Param p) const { return value[static_cast<int>(p)]; }
+  constexpr double& operator[](Param p) { return value[static_cast<int>(p)]; }
 };
 
 template <typename T> struct Identity {
@@ -232,12 +273,13 @@ void with_activation(const ActSpec& spec, F&& f) {
     case Act::Sigmoid: f(Sigmoid<T>{}); return;
     case Act::Tanh: f(Tanh<T>{}); return;
     case Act::Relu: f(Relu<T>{}); return;
-    case Act::LeakyRelu: f(LeakyRelu<T>{static_cast<T>(spec.params.negative_slope)}); return;
-    case Act::Elu: f(Elu<T>{static_cast<T>(spec.params.alpha)}); return;
+    case Act::LeakyRelu: f(LeakyRelu<T>{static_cast<T>(spec.params[Param::NegativeSlope])}); return;
+    case Act::Elu: f(Elu<T>{static_cast<T>(spec.params[Param::Alpha])}); return;
     case Act::Gelu: f(Gelu<T>{}); return;
     case Act::GeluTanh: f(GeluTanh<T>{}); return;
     case Act::Silu: f(Silu<T>{}); return;
     case Act::Step: f(Step<T>{}); return;
+    case Act::kCount: return;
   }
 }
 

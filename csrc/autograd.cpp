@@ -8,6 +8,11 @@
 // (composite.h), which autograd differentiates in any mode: when an input
 // carries a forward-mode tangent, under torch.func transforms, and in
 // backward with create_graph (double backward). No path returns a silent zero.
+//
+// Each kernel parses its op's arguments once (op_args.h), runs the op below
+// autograd with the arguments as they came, and keeps the parsed struct and
+// the scalar arguments; backward calls the backward op with those scalar
+// arguments taken by name (op_call.h: call_stack).
 #include <ATen/FuncTorchTLS.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -17,24 +22,30 @@
 #include "composite.h"
 #include "mlp.h"
 #include "op_args.h"
-#include "op_handles.h"
+#include "op_call.h"
 
 namespace mlpbench {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using torch::jit::Stack;
 
 bool defined(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+c10::IValue optional_value(const at::Tensor& t) { return t.defined() ? c10::IValue(t) : c10::IValue(); }
+std::optional<at::Tensor> optional_of(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
 
 // Whether autograd has anything to record: grad mode on and some input
 // requiring grad. When not (inference, no_grad, frozen weights on a plain
 // input), the ops skip the autograd node and its saved state altogether.
-bool records_grad(const at::Tensor& a, const at::Tensor* b = nullptr,
-                  const std::optional<at::Tensor>* c = nullptr) {
-  return at::GradMode::is_enabled() &&
-         (a.requires_grad() || (b && b->requires_grad()) ||
-          (c && defined(*c) && (*c)->requires_grad()));
+bool records_grad(std::initializer_list<const at::Tensor*> inputs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs) {
+    if (t && t->defined() && t->requires_grad()) return true;
+  }
+  return false;
 }
 
 // Whether the composition must stand in for the kernels' Function: an input
@@ -52,35 +63,65 @@ bool in_functorch_transform() {
   }
 }
 
-bool needs_composite(const at::Tensor& a, const at::Tensor* b = nullptr,
-                     const std::optional<at::Tensor>* c = nullptr) {
-  return a._fw_grad(0).defined() || (b && b->_fw_grad(0).defined()) ||
-         (c && defined(*c) && (*c)->_fw_grad(0).defined()) || in_functorch_transform();
+bool needs_composite(std::initializer_list<const at::Tensor*> inputs) {
+  for (const at::Tensor* t : inputs) {
+    if (t && t->defined() && t->_fw_grad(0).defined()) return true;
+  }
+  return in_functorch_transform();
 }
 
-// linear_act's parsed arguments, kept in autograd's saved data as they are.
-struct SavedLinearActArgs : torch::CustomClassHolder {
-  explicit SavedLinearActArgs(const LinearActArgs& a) : args(a) {}
-  LinearActArgs args;
+// The op's own call below autograd, on the stack it came with.
+void call_below_autograd(const c10::OperatorHandle& op, Stack* stack) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  op.callBoxed(stack);
+}
+
+// What a node keeps besides tensors: the parsed arguments, and the forward
+// call's scalar arguments for the backward op's call.
+template <typename Args>
+struct Saved : torch::CustomClassHolder {
+  Saved(Args a, SavedArguments c) : args(std::move(a)), call(std::move(c)) {}
+  Args args;
+  SavedArguments call;
 };
 
-// The ops' calls from parsed arguments (names and strings from the table).
-std::tuple<at::Tensor, at::Tensor> call_linear_act(const at::Tensor& x, const at::Tensor& weight,
-                                                   const std::optional<at::Tensor>& bias,
-                                                   const LinearActArgs& a,
-                                                   const std::optional<at::Tensor>& seed) {
-  return op_handles::linear_act().call(x, weight, bias, act_info(a.spec.act).name,
-                                       a.spec.params.negative_slope, a.spec.params.alpha,
-                                       approximate_of(a.spec), a.spec.pieces, a.dropout_p, seed,
-                                       a.offset);
+template <typename Args>
+void keep(AutogradContext* ctx, Args args, const OpCall& call) {
+  ctx->saved_data["saved"] =
+      at::IValue::make_capsule(c10::make_intrusive<Saved<Args>>(std::move(args), save_arguments(call)));
+}
+
+template <typename Args>
+const Saved<Args>& kept(AutogradContext* ctx) {
+  return *static_cast<Saved<Args>*>(ctx->saved_data.at("saved").toCapsule().get());
+}
+
+// create_graph: the gradients of `y` (a differentiable composition) with
+// respect to the inputs autograd wants, in their slots of `out`.
+void composite_grads(AutogradContext* ctx, const at::Tensor& y, const at::Tensor& grad_y,
+                     const std::vector<at::Tensor>& inputs, variable_list& out) {
+  std::vector<at::Tensor> wrt;
+  std::vector<size_t> slots;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].defined() && ctx->needs_input_grad(i)) {
+      wrt.push_back(inputs[i]);
+      slots.push_back(i);
+    }
+  }
+  const auto got = torch::autograd::grad({y}, wrt, {grad_y}, /*retain_graph=*/true,
+                                         /*create_graph=*/true, /*allow_unused=*/true);
+  for (size_t k = 0; k < slots.size(); ++k) out[slots[k]] = got[k];
 }
 
 struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
                                const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                               const LinearActArgs& args, const std::optional<at::Tensor>& seed) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto [y, aux] = call_linear_act(x, weight, bias, args, seed);
+                               const std::optional<at::Tensor>& seed, const OpCall& call,
+                               const LinearActArgs& args) {
+    keep(ctx, args, call);
+    Stack stack = call.arguments();
+    call_below_autograd(call.handle(), &stack);
+    const at::Tensor y = stack[0].toTensor(), aux = stack[1].toTensor();
     ctx->mark_non_differentiable({aux});
     // aux never has a gradient; by default autograd would hand backward a
     // zero-filled one of its size every call (n x out floats for gelu/silu).
@@ -90,111 +131,138 @@ struct LinearActFunction : torch::autograd::Function<LinearActFunction> {
     ctx->save_for_backward({x, weight, from_output(args.spec.act) ? y : aux,
                             defined(bias) ? *bias : at::Tensor(),
                             defined(seed) ? *seed : at::Tensor()});
-    ctx->saved_data["args"] = at::IValue::make_capsule(c10::make_intrusive<SavedLinearActArgs>(args));
     return {y, aux};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list out(5);
+    variable_list out(6);
     if (!grads[0].defined()) return out;  // y took no part in the loss
     const auto saved = ctx->get_saved_variables();
-    const LinearActArgs& args =
-        static_cast<SavedLinearActArgs*>(ctx->saved_data.at("args").toCapsule().get())->args;
-    const std::optional<at::Tensor> bias = saved[3].defined() ? std::optional(saved[3]) : std::nullopt;
-    const std::optional<at::Tensor> seed = saved[4].defined() ? std::optional(saved[4]) : std::nullopt;
-    const std::array<bool, 3> wanted = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-                                        bias.has_value() && ctx->needs_input_grad(2)};
+    const Saved<LinearActArgs>& s = kept<LinearActArgs>(ctx);
+    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[3], &seed = saved[4];
     if (at::GradMode::is_enabled()) {
-      // create_graph: the gradient of the composition, itself differentiable.
-      const at::Tensor y = linear_act_composite(saved[0], saved[1], bias, args, seed).first;
-      const at::Tensor inputs[3] = {saved[0], saved[1], bias.value_or(at::Tensor())};
-      std::vector<at::Tensor> wrt;
-      for (int i = 0; i < 3; ++i) {
-        if (wanted[i]) wrt.push_back(inputs[i]);
-      }
-      const auto got = torch::autograd::grad({y}, wrt, {grads[0]}, /*retain_graph=*/true,
-                                             /*create_graph=*/true, /*allow_unused=*/true);
-      for (int i = 0, k = 0; i < 3; ++i) {
-        if (wanted[i]) out[i] = got[k++];
-      }
+      const at::Tensor y =
+          linear_act_composite(x, weight, optional_of(bias), s.args, optional_of(seed)).first;
+      composite_grads(ctx, y, grads[0], {x, weight, bias}, out);
       return out;
     }
-    const ActSpec& spec = args.spec;
-    auto [gx, gw, gb] = op_handles::linear_act_backward().call(
-        grads[0], saved[0], saved[1], saved[2], act_info(spec.act).name,
-        spec.params.negative_slope, spec.params.alpha, approximate_of(spec), spec.pieces,
-        args.dropout_p, seed, args.offset, wanted);
-    if (wanted[0]) out[0] = gx;
-    if (wanted[1]) out[1] = gw;
-    if (wanted[2]) out[2] = gb;
+    static const auto op = find_op("mlpbench::linear_act_backward");
+    Stack stack = call_stack(
+        op,
+        {{"grad_y", grads[0]}, {"x", x}, {"weight", weight}, {"saved", saved[2]},
+         {"seed", optional_value(seed)},
+         {"output_mask", c10::List<bool>({ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                          bias.defined() && ctx->needs_input_grad(2)})}},
+        s.call);
+    op.callBoxed(stack);
+    for (int i = 0; i < 3; ++i) {
+      // (needs_input_grad counts the inputs that are tensors: no bias, no slot 2.)
+      if ((i < 2 || bias.defined()) && ctx->needs_input_grad(i)) out[i] = stack[i].toTensor();
+    }
     return out;
   }
 };
 
+void linear_act_autograd(OpCall& c) {
+  const at::Tensor& x = c.tensor("x");
+  const at::Tensor& weight = c.tensor("weight");
+  const std::optional<at::Tensor> bias = c.optional_tensor("bias");
+  const at::Tensor* b = bias ? &*bias : nullptr;
+  const bool composite = needs_composite({&x, &weight, b});
+  if (!composite && !records_grad({&x, &weight, b})) return call_below_autograd(c.handle(), c.stack());
+  const LinearActArgs args = parse_linear_act_args(c);
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  if (composite) {
+    check_linear_act_inputs(c.op(), x, weight, bias, args.spec);
+    check_seed(c.op(), args.dropout_p, seed);
+    auto [y, aux] = linear_act_composite(x, weight, bias, args, seed);
+    return c.returns(std::move(y), std::move(aux));
+  }
+  auto out = LinearActFunction::apply(x, weight, bias, seed, c, args);
+  c.returns(std::move(out[0]), std::move(out[1]));
+}
+
 struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const ActSpec& spec) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    const ActInfo& info = act_info(spec.act);
-    at::Tensor y = op_handles::activation().call(x, info.name, spec.params.negative_slope,
-                                                 spec.params.alpha, approximate_of(spec));
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const OpCall& call,
+                            const ActSpec& spec) {
+    keep(ctx, spec, call);
+    Stack stack = call.arguments();
+    call_below_autograd(call.handle(), &stack);
+    at::Tensor y = stack[0].toTensor();
     // Identity and step keep their output: their derivative never reads it.
-    ctx->save_for_backward({info.saves == Saves::Input ? x : y});
-    ctx->saved_data["act"] = static_cast<int64_t>(spec.act);
-    ctx->saved_data["negative_slope"] = spec.params.negative_slope;
-    ctx->saved_data["alpha"] = spec.params.alpha;
+    ctx->save_for_backward({act_info(spec.act).saves == Saves::Input ? x : y});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto& d = ctx->saved_data;
-    ActSpec spec;
-    spec.act = static_cast<Act>(d.at("act").toInt());
-    spec.params.negative_slope = d.at("negative_slope").toDouble();
-    spec.params.alpha = d.at("alpha").toDouble();
+    const Saved<ActSpec>& s = kept<ActSpec>(ctx);
     const at::Tensor saved = ctx->get_saved_variables()[0];
-    at::Tensor gx;
     if (at::GradMode::is_enabled()) {
       // create_graph: act'(saved) through ATen ops; a saved output carries
       // this node in its history, so the product is differentiable in x.
-      check_differentiable("activation_backward", spec);
-      gx = grads[0].mul(derivative_composite(saved, spec));
-    } else {
-      gx = op_handles::activation_backward().call(grads[0], saved, act_info(spec.act).name,
-                                                  spec.params.negative_slope, spec.params.alpha,
-                                                  approximate_of(spec));
+      check_differentiable("activation_backward", s.args);
+      return {grads[0].mul(derivative_composite(saved, s.args)), at::Tensor(), at::Tensor()};
     }
-    return {gx, at::Tensor()};
+    static const auto op = find_op("mlpbench::activation_backward");
+    Stack stack = call_stack(op, {{"grad_y", grads[0]}, {"saved", saved}}, s.call);
+    op.callBoxed(stack);
+    return {stack[0].toTensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+void activation_autograd(OpCall& c) {
+  const at::Tensor& x = c.tensor("x");
+  const bool composite = needs_composite({&x});
+  if (!composite && !records_grad({&x})) return call_below_autograd(c.handle(), c.stack());
+  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  if (composite) {
+    check_float_tensor(c.op(), "x", x);
+    return c.returns(activation_composite(x, spec));
+  }
+  c.returns(ActivationFunction::apply(x, c, spec));
+}
 
 // Dropout's backward is dropout of the gradient with the same (p, seed,
 // offset): nothing but those three is kept. Through the dispatcher, so that
 // with create_graph it records its own node (dropout is linear).
 struct DropoutFunction : torch::autograd::Function<DropoutFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p,
-                            const std::optional<at::Tensor>& seed, int64_t offset) {
-    at::AutoDispatchBelowADInplaceOrView guard;
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& /*x*/,
+                            const std::optional<at::Tensor>& seed, const OpCall& call) {
+    keep(ctx, 0, call);
     ctx->save_for_backward({defined(seed) ? *seed : at::Tensor()});
-    ctx->saved_data["p"] = p;
-    ctx->saved_data["offset"] = offset;
-    return op_handles::dropout().call(x, p, seed, offset);
+    Stack stack = call.arguments();
+    call_below_autograd(call.handle(), &stack);
+    return stack[0].toTensor();
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto& d = ctx->saved_data;
-    const at::Tensor seed = ctx->get_saved_variables()[0];
-    return {op_handles::dropout().call(grads[0], d.at("p").toDouble(),
-                                       seed.defined() ? std::optional(seed) : std::nullopt,
-                                       d.at("offset").toInt()),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    static const auto op = find_op("mlpbench::dropout");
+    Stack stack = call_stack(
+        op, {{"x", grads[0]}, {"seed", optional_value(ctx->get_saved_variables()[0])}},
+        kept<int>(ctx).call);
+    op.callBoxed(stack);
+    return {stack[0].toTensor(), at::Tensor(), at::Tensor()};
   }
 };
 
-// mlp's parsed arguments and list lengths, kept in autograd's saved data.
-struct SavedMlpArgs : torch::CustomClassHolder {
-  SavedMlpArgs(const MlpArgs& a, int64_t n, bool b) : args(a), layers(n), has_bias(b) {}
+void dropout_autograd(OpCall& c) {
+  const at::Tensor& x = c.tensor("x");
+  const bool composite = needs_composite({&x});
+  if (!composite && !records_grad({&x})) return call_below_autograd(c.handle(), c.stack());
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  if (composite) {
+    const double p = checked_probability(c.op(), c.real("p"));
+    check_seed(c.op(), p, seed);
+    check_float_tensor(c.op(), "x", x);
+    return c.returns(dropout_composite(x, p, seed, c.integer("offset")));
+  }
+  c.returns(DropoutFunction::apply(x, seed, c));
+}
+
+// mlp's parsed arguments and its lists' lengths, kept for backward.
+struct MlpKept {
   MlpArgs args;
-  int64_t layers;
+  size_t layers;
   bool has_bias;
 };
 
@@ -203,75 +271,67 @@ struct SavedMlpArgs : torch::CustomClassHolder {
 // where the output activation differentiates from it; backward returns every
 // gradient from one mlp_backward call.
 struct MlpFunction : torch::autograd::Function<MlpFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
-                               at::TensorList weights, at::TensorList biases, const MlpArgs& args,
-                               const std::optional<at::Tensor>& seed) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    const ActInfo& hidden = act_info(args.hidden.spec.act);
-    const ActInfo& output = act_info(args.output.act);
-    auto [y, hidden_out, aux] = op_handles::mlp().call(
-        x, weights, biases, hidden.name, args.hidden.spec.params.negative_slope,
-        args.hidden.spec.params.alpha, approximate_of(args.hidden.spec), args.hidden.spec.pieces,
-        output.name, args.hidden.dropout_p, seed, args.hidden.offset);
-    ctx->mark_non_differentiable(hidden_out);
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList weights,
+                               at::TensorList biases, const std::optional<at::Tensor>& seed,
+                               const OpCall& call, const MlpArgs& args) {
+    keep(ctx, MlpKept{args, weights.size(), !biases.empty()}, call);
+    Stack stack = call.arguments();
+    call_below_autograd(call.handle(), &stack);
+    const at::Tensor y = stack[0].toTensor();
+    std::vector<at::Tensor> hidden = stack[1].toTensorVector(), aux = stack[2].toTensorVector();
+    ctx->mark_non_differentiable(hidden);
     ctx->mark_non_differentiable(aux);
     ctx->set_materialize_grads(false);
     // x, weights, hidden, aux, y (or undefined), biases (for double backward), seed.
     std::vector<at::Tensor> saved{x};
     saved.insert(saved.end(), weights.begin(), weights.end());
-    saved.insert(saved.end(), hidden_out.begin(), hidden_out.end());
+    saved.insert(saved.end(), hidden.begin(), hidden.end());
     saved.insert(saved.end(), aux.begin(), aux.end());
     saved.push_back(from_output(args.output.act) ? y : at::Tensor());
     saved.insert(saved.end(), biases.begin(), biases.end());
     saved.push_back(defined(seed) ? *seed : at::Tensor());
     ctx->save_for_backward(saved);
-    ctx->saved_data["args"] = at::IValue::make_capsule(c10::make_intrusive<SavedMlpArgs>(
-        args, static_cast<int64_t>(weights.size()), !biases.empty()));
     variable_list out{y};
-    out.insert(out.end(), hidden_out.begin(), hidden_out.end());
+    out.insert(out.end(), hidden.begin(), hidden.end());
     out.insert(out.end(), aux.begin(), aux.end());
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto* saved_args = static_cast<SavedMlpArgs*>(ctx->saved_data.at("args").toCapsule().get());
-    const MlpArgs& args = saved_args->args;
-    const size_t layers = saved_args->layers;
-    const bool has_bias = saved_args->has_bias;
-    variable_list out(1 + layers + (has_bias ? layers : 0) + 2);
-    if (!grads[0].defined()) return out;
+    const Saved<MlpKept>& s = kept<MlpKept>(ctx);
+    const size_t layers = s.args.layers;
+    const bool has_bias = s.args.has_bias;
     const auto saved = ctx->get_saved_variables();
+    variable_list out(1 + 2 * layers + 3);
+    if (!grads[0].defined()) return out;
     const at::Tensor& x = saved[0];
-    const at::TensorList weights(saved.data() + 1, layers);
-    const at::TensorList hidden(saved.data() + 1 + layers, layers - 1);
-    const at::TensorList aux(saved.data() + 2 * layers, layers);
+    const std::vector<at::Tensor> weights(saved.begin() + 1, saved.begin() + 1 + layers);
+    const std::vector<at::Tensor> hidden(saved.begin() + 1 + layers, saved.begin() + 2 * layers);
+    const std::vector<at::Tensor> aux(saved.begin() + 2 * layers, saved.begin() + 3 * layers);
     const at::Tensor& y = saved[3 * layers];
-    const at::TensorList biases(saved.data() + 3 * layers + 1, has_bias ? layers : 0);
-    const at::Tensor& seed_tensor = saved.back();
-    const std::optional<at::Tensor> seed =
-        seed_tensor.defined() ? std::optional(seed_tensor) : std::nullopt;
+    const std::vector<at::Tensor> biases(saved.begin() + 3 * layers + 1,
+                                         saved.begin() + 3 * layers + 1 + (has_bias ? layers : 0));
+    const at::Tensor& seed = saved.back();
+    // Gradient slots: x, each weight, each bias (the list inputs' elements).
     if (at::GradMode::is_enabled()) {
-      // create_graph: the gradient of the composition, itself differentiable.
-      std::vector<at::Tensor> wrt;
-      std::vector<size_t> slots;
-      for (size_t i = 0; i < 1 + layers + biases.size(); ++i) {
-        if (!ctx->needs_input_grad(i)) continue;
-        wrt.push_back(i == 0 ? x : i <= layers ? weights[i - 1] : biases[i - 1 - layers]);
-        slots.push_back(i);
-      }
-      const at::Tensor yc = std::get<0>(mlp_composite(x, weights, biases, args, seed));
-      const auto got = torch::autograd::grad({yc}, wrt, {grads[0]}, /*retain_graph=*/true,
-                                             /*create_graph=*/true, /*allow_unused=*/true);
-      for (size_t k = 0; k < slots.size(); ++k) out[slots[k]] = got[k];
+      std::vector<at::Tensor> inputs{x};
+      inputs.insert(inputs.end(), weights.begin(), weights.end());
+      inputs.insert(inputs.end(), biases.begin(), biases.end());
+      const at::Tensor yc =
+          std::get<0>(mlp_composite(x, weights, biases, s.args.args, optional_of(seed)));
+      composite_grads(ctx, yc, grads[0], inputs, out);
       return out;
     }
-    const ActInfo& hidden_act = act_info(args.hidden.spec.act);
-    auto [gx, gw, gb] = op_handles::mlp_backward().call(
-        grads[0], x, weights, y, hidden, aux, has_bias, hidden_act.name,
-        args.hidden.spec.params.negative_slope, args.hidden.spec.params.alpha,
-        approximate_of(args.hidden.spec), args.hidden.spec.pieces, act_info(args.output.act).name,
-        args.hidden.dropout_p, seed, args.hidden.offset, ctx->needs_input_grad(0));
-    if (ctx->needs_input_grad(0)) out[0] = gx;
+    static const auto op = find_op("mlpbench::mlp_backward");
+    Stack stack = call_stack(op,
+                             {{"grad_y", grads[0]}, {"x", x}, {"weights", weights}, {"y", y},
+                              {"hidden", hidden}, {"aux", aux}, {"has_bias", has_bias},
+                              {"seed", optional_value(seed)},
+                              {"x_grad", ctx->needs_input_grad(0)}},
+                             s.call);
+    op.callBoxed(stack);
+    const std::vector<at::Tensor> gw = stack[1].toTensorVector(), gb = stack[2].toTensorVector();
+    if (ctx->needs_input_grad(0)) out[0] = stack[0].toTensor();
     for (size_t l = 0; l < layers; ++l) {
       if (ctx->needs_input_grad(1 + l)) out[1 + l] = gw[l];
       if (has_bias && ctx->needs_input_grad(1 + layers + l)) out[1 + layers + l] = gb[l];
@@ -280,100 +340,44 @@ struct MlpFunction : torch::autograd::Function<MlpFunction> {
   }
 };
 
-std::tuple<at::Tensor, at::Tensor> linear_act_autograd(
-    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset) {
-  const bool composite = needs_composite(x, &weight, &bias);
-  if (!composite && !records_grad(x, &weight, &bias)) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handles::linear_act().call(x, weight, bias, activation, negative_slope, alpha,
-                                         approximate, pieces, dropout_p, seed, offset);
+void mlp_autograd(OpCall& c) {
+  const at::Tensor& x = c.tensor("x");
+  const std::vector<at::Tensor> weights = c.tensors("weights"), biases = c.tensors("biases");
+  std::vector<const at::Tensor*> inputs{&x};
+  for (const auto* list : {&weights, &biases}) {
+    for (const at::Tensor& t : *list) inputs.push_back(&t);
   }
-  const LinearActArgs args = parse_linear_act_args("linear_act", activation, negative_slope,
-                                                   alpha, approximate, pieces, dropout_p, offset);
+  bool grad = false, composite = in_functorch_transform();
+  for (const at::Tensor* t : inputs) {
+    grad = grad || t->requires_grad();
+    composite = composite || t->_fw_grad(0).defined();
+  }
+  grad = grad && at::GradMode::is_enabled();
+  if (!composite && !grad) return call_below_autograd(c.handle(), c.stack());
+  const MlpArgs args = parse_mlp_args(c);
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
   if (composite) {
-    check_linear_act_inputs("linear_act", x, weight, bias, args.spec);
-    check_seed("linear_act", dropout_p, seed);
-    auto [y, aux] = linear_act_composite(x, weight, bias, args, seed);
-    return {y, aux};
+    check_mlp_inputs(c.op(), x, weights, biases, args);
+    check_seed(c.op(), args.hidden.dropout_p, seed);
+    auto [y, hidden, aux] = mlp_composite(x, weights, biases, args, seed);
+    return c.returns(std::move(y), std::move(hidden), std::move(aux));
   }
-  auto out = LinearActFunction::apply(x, weight, bias, args, seed);
-  return {out[0], out[1]};
-}
-
-std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_autograd(
-    const at::Tensor& x, at::TensorList weights, at::TensorList biases,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, c10::string_view output_activation,
-    double dropout_p, const std::optional<at::Tensor>& seed, int64_t offset) {
-  bool grad = at::GradMode::is_enabled() && x.requires_grad();
-  bool composite = needs_composite(x);
-  for (const at::TensorList list : {weights, biases}) {
-    for (const at::Tensor& t : list) {
-      grad = grad || (at::GradMode::is_enabled() && t.requires_grad());
-      composite = composite || t._fw_grad(0).defined();
-    }
-  }
-  if (!composite && !grad) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handles::mlp().call(x, weights, biases, activation, negative_slope, alpha,
-                                  approximate, pieces, output_activation, dropout_p, seed, offset);
-  }
-  const MlpArgs args = parse_mlp_args("mlp", activation, negative_slope, alpha, approximate,
-                                      pieces, output_activation, dropout_p, offset);
-  if (!composite) {
-    check_differentiable("mlp", args.hidden.spec);
-    check_differentiable("mlp", args.output);
-  }
-  if (composite) {
-    check_mlp_inputs("mlp", x, weights, biases, args);
-    check_seed("mlp", dropout_p, seed);
-    return mlp_composite(x, weights, biases, args, seed);
-  }
+  check_differentiable(c.op(), args.hidden.spec);
+  check_differentiable(c.op(), args.output);
   const size_t layers = weights.size();
-  const auto out = MlpFunction::apply(x, weights, biases, args, seed);
-  return {out[0], std::vector<at::Tensor>(out.begin() + 1, out.begin() + layers),
-          std::vector<at::Tensor>(out.begin() + layers, out.end())};
-}
-
-at::Tensor activation_autograd(const at::Tensor& x, c10::string_view name, double negative_slope,
-                               double alpha, c10::string_view approximate) {
-  const bool composite = needs_composite(x);
-  if (!composite && !records_grad(x)) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handles::activation().call(x, name, negative_slope, alpha, approximate);
-  }
-  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
-  if (composite) {
-    check_float_tensor("activation", "x", x);
-    return activation_composite(x, spec);
-  }
-  return ActivationFunction::apply(x, spec);
-}
-
-at::Tensor dropout_autograd(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
-                            int64_t offset) {
-  if (needs_composite(x)) {
-    parse_dropout("dropout", p, seed, offset);
-    check_float_tensor("dropout", "x", x);
-    return dropout_composite(x, p, seed, offset);
-  }
-  if (!records_grad(x)) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handles::dropout().call(x, p, seed, offset);
-  }
-  return DropoutFunction::apply(x, p, seed, offset);
+  const auto out = MlpFunction::apply(x, at::TensorList(weights), at::TensorList(biases), seed, c,
+                                      args);
+  c.returns(out[0], std::vector<at::Tensor>(out.begin() + 1, out.begin() + layers),
+            std::vector<at::Tensor>(out.begin() + layers, out.end()));
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, Autograd, m) {
-  m.impl("linear_act", &linear_act_autograd);
-  m.impl("activation", &activation_autograd);
-  m.impl("dropout", &dropout_autograd);
-  m.impl("mlp", &mlp_autograd);
+  m.impl("linear_act", boxed<&linear_act_autograd>());
+  m.impl("activation", boxed<&activation_autograd>());
+  m.impl("dropout", boxed<&dropout_autograd>());
+  m.impl("mlp", boxed<&mlp_autograd>());
 }
 
 }  // namespace mlpbench

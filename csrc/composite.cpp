@@ -3,7 +3,7 @@
 
 #include <ATen/ATen.h>
 
-#include "op_handles.h"
+#include "op_call.h"
 #include "tensor_expr.h"
 
 namespace mlpbench {
@@ -27,14 +27,18 @@ at::Tensor dropout_composite(const at::Tensor& x, double p, const std::optional<
                              int64_t offset) {
   if (p == 0.0) return x.clone();
   if (p == 1.0) return x * 0.0;  // x / 0 in the unselected branch would poison gradients
-  // The kernels' mask, and their scaling: kept / (1 - p), dropped * 0. (The
-  // mask below autograd: the op's autograd kernel would come back here.)
+  // The kernels' mask (below autograd: the op's autograd kernel would come
+  // back here), and their scaling.
   at::Tensor keep;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    keep = op_handles::dropout().call(at::ones_like(x), p, seed, offset).ne(0);
+    static const auto op = find_op("mlpbench::dropout");
+    torch::jit::Stack stack = call_stack(
+        op, {{"x", at::ones_like(x)}, {"p", p}, {"seed", seed}, {"offset", offset}});
+    op.callBoxed(stack);
+    keep = stack[0].toTensor().ne(0);
   }
-  return at::where(keep, x / (1.0 - p), x * 0.0);
+  return dropout_value(TMask{keep, x.options()}, TExpr(x), TExpr(1.0 - p)).t;
 }
 
 std::pair<at::Tensor, at::Tensor> linear_act_composite(const at::Tensor& x, const at::Tensor& weight,

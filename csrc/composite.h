@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "mlp.h"
-#include "op_args.h"
 
 namespace mlpbench {
 

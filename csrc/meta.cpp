@@ -1,128 +1,121 @@
 // Meta kernels: the ops' output shapes and dtypes without computing anything,
 // which torch.compile (fake tensors) and torch.library.opcheck trace with.
 // Shapes are SymInts, so that traces with dynamic shapes work; linear_act's
-// shape rule is the one its real kernels use (op_args.h: linear_act_shapes).
+// shape rule is the one its real kernels use (layer_kernels.h), and the
+// checks are theirs (checks.h).
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include "mlp.h"
-#include "op_args.h"
 
 namespace mlpbench {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> linear_act_meta(
-    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    c10::string_view activation, double negative_slope, double alpha,
-    c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset) {
-  const char* op = "linear_act";
-  const LinearActArgs args = parse_linear_act_args(op, activation, negative_slope, alpha,
-                                                   approximate, pieces, dropout_p, offset);
-  check_seed(op, dropout_p, seed);
-  check_linear_act_inputs(op, x, weight, bias, args.spec);
+at::Tensor empty_like_sizes(c10::SymIntArrayRef sizes, const at::Tensor& like) {
+  return at::empty_symint(sizes, like.options());
+}
+
+void linear_act_meta(OpCall& c) {
+  const LinearActArgs args = parse_linear_act_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const at::Tensor& weight = c.tensor("weight");
+  check_linear_act_inputs(c.op(), x, weight, c.optional_tensor("bias"), args.spec);
+  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"));
   const auto shapes = linear_act_shapes<c10::SymInt>(x.sym_sizes(), weight.sym_size(0), args.spec);
-  return {at::empty_symint(shapes.y, x.options()),
-          at::empty_symint(shapes.aux, x.options().dtype(aux_dtype(args.spec, x.scalar_type())))};
+  c.returns(at::empty_symint(shapes.y, x.options()),
+            at::empty_symint(shapes.aux, x.options().dtype(aux_dtype(args.spec, x.scalar_type()))));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward_meta(
-    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
-    const at::Tensor& /*saved*/, c10::string_view activation, double negative_slope,
-    double alpha, c10::string_view approximate, int64_t pieces, double dropout_p,
-    const std::optional<at::Tensor>& seed, int64_t offset, std::array<bool, 3> output_mask) {
-  const char* op = "linear_act_backward";
-  const LinearActArgs args = parse_linear_act_args(op, activation, negative_slope, alpha,
-                                                   approximate, pieces, dropout_p, offset);
-  check_differentiable(op, args.spec);
-  check_seed(op, dropout_p, seed);
-  check_linear_act_inputs(op, x, weight, std::nullopt, args.spec);
-  check_float_tensor(op, "grad_y", grad_y);
+void linear_act_backward_meta(OpCall& c) {
+  const LinearActArgs args = parse_linear_act_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const at::Tensor& weight = c.tensor("weight");
+  const at::Tensor& grad_y = c.tensor("grad_y");
+  check_differentiable(c.op(), args.spec);
+  check_linear_act_inputs(c.op(), x, weight, std::nullopt, args.spec);
+  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"));
+  check_like_x(c.op(), "grad_y", grad_y, x);
+  check_shape(c.op(), "grad_y", grad_y,
+              linear_act_shapes<c10::SymInt>(x.sym_sizes(), weight.sym_size(0), args.spec).y, "y");
+  const auto mask = c.flags<3>("output_mask");
   const at::Tensor none = at::empty({0}, x.options());
-  return {output_mask[0] ? at::empty_symint(x.sym_sizes(), x.options()) : none,
-          output_mask[1] ? at::empty_symint(weight.sym_sizes(), weight.options()) : none,
-          output_mask[2] ? at::empty_symint({weight.sym_size(0)}, weight.options()) : none};
+  c.returns(mask[0] ? empty_like_sizes(x.sym_sizes(), x) : none,
+            mask[1] ? empty_like_sizes(weight.sym_sizes(), weight) : none,
+            mask[2] ? at::empty_symint({weight.sym_size(0)}, weight.options()) : none);
 }
 
-at::Tensor activation_meta(const at::Tensor& x, c10::string_view name, double negative_slope,
-                           double alpha, c10::string_view approximate) {
-  parse_elementwise("activation", name, negative_slope, alpha, approximate);
-  check_float_tensor("activation", "x", x);
-  return at::empty_symint(x.sym_sizes(), x.options());
+void activation_meta(OpCall& c) {
+  parse_elementwise(c.op(), "activation", c.text("activation"));
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
+  c.returns(empty_like_sizes(x.sym_sizes(), x));
 }
 
-at::Tensor activation_backward_meta(const at::Tensor& grad_y, const at::Tensor& saved,
-                                    c10::string_view name, double negative_slope, double alpha,
-                                    c10::string_view approximate) {
-  const char* op = "activation_backward";
-  check_differentiable(op, parse_elementwise(op, name, negative_slope, alpha, approximate));
-  check_float_tensor(op, "grad_y", grad_y);
-  check_like_grad(op, grad_y, saved);
-  return at::empty_symint(grad_y.sym_sizes(), grad_y.options());
+void activation_backward_meta(OpCall& c) {
+  check_differentiable(c.op(), parse_elementwise(c.op(), "activation", c.text("activation")));
+  const at::Tensor& grad_y = c.tensor("grad_y");
+  const at::Tensor& saved = c.tensor("saved");
+  check_float_tensor(c.op(), "grad_y", grad_y);
+  check_like_x(c.op(), "saved", saved, grad_y);
+  check_shape(c.op(), "saved", saved, grad_y.sym_sizes(), "grad_y");
+  c.returns(empty_like_sizes(grad_y.sym_sizes(), grad_y));
 }
 
-at::Tensor dropout_meta(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
-                        int64_t /*offset*/) {
-  check_probability("dropout", p);
-  check_seed("dropout", p, seed);
-  check_float_tensor("dropout", "x", x);
-  return at::empty_symint(x.sym_sizes(), x.options());
+void dropout_meta(OpCall& c) {
+  const double p = checked_probability(c.op(), c.real("p"));
+  check_seed(c.op(), p, c.optional_tensor("seed"));
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
+  c.returns(empty_like_sizes(x.sym_sizes(), x));
 }
 
-MlpOutputs mlp_meta(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
-                    c10::string_view activation, double negative_slope, double alpha,
-                    c10::string_view approximate, int64_t pieces,
-                    c10::string_view output_activation, double dropout_p,
-                    const std::optional<at::Tensor>& seed, int64_t offset) {
-  const MlpArgs args = parse_mlp_args("mlp", activation, negative_slope, alpha, approximate,
-                                      pieces, output_activation, dropout_p, offset);
-  check_seed("mlp", dropout_p, seed);
-  check_mlp_inputs("mlp", x, weights, biases, args);
+void mlp_meta(OpCall& c) {
+  const MlpArgs args = parse_mlp_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const std::vector<at::Tensor> weights = c.tensors("weights");
+  check_mlp_inputs(c.op(), x, weights, c.tensors("biases"), args);
+  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"));
   std::vector<at::Tensor> hidden, aux;
-  c10::SymIntArrayRef sizes = x.sym_sizes();
-  std::vector<c10::SymInt> y_sizes;
+  std::vector<c10::SymInt> sizes(x.sym_sizes().begin(), x.sym_sizes().end());
   for (size_t l = 0; l < weights.size(); ++l) {
     const ActSpec spec = args.layer(l, weights.size()).spec;
     const auto shapes = linear_act_shapes<c10::SymInt>(sizes, weights[l].sym_size(0), spec);
     aux.push_back(at::empty_symint(shapes.aux, x.options().dtype(aux_dtype(spec, x.scalar_type()))));
-    y_sizes = shapes.y;
-    sizes = y_sizes;
-    if (l + 1 < weights.size()) hidden.push_back(at::empty_symint(y_sizes, x.options()));
+    sizes = shapes.y;
+    if (l + 1 < weights.size()) hidden.push_back(at::empty_symint(sizes, x.options()));
   }
-  return {at::empty_symint(y_sizes, x.options()), hidden, aux};
+  c.returns(at::empty_symint(sizes, x.options()), std::move(hidden), std::move(aux));
 }
 
-MlpGrads mlp_backward_meta(const at::Tensor& grad_y, const at::Tensor& x, at::TensorList weights,
-                           const at::Tensor& /*y*/, at::TensorList /*hidden*/,
-                           at::TensorList /*aux*/, bool has_bias, c10::string_view activation,
-                           double negative_slope, double alpha, c10::string_view approximate,
-                           int64_t pieces, c10::string_view output_activation, double dropout_p,
-                           const std::optional<at::Tensor>& seed, int64_t offset, bool x_grad) {
-  const MlpArgs args = parse_mlp_args("mlp_backward", activation, negative_slope, alpha,
-                                      approximate, pieces, output_activation, dropout_p, offset);
-  check_differentiable("mlp_backward", args.hidden.spec);
-  check_differentiable("mlp_backward", args.output);
-  check_seed("mlp_backward", dropout_p, seed);
-  check_float_tensor("mlp_backward", "grad_y", grad_y);
+void mlp_backward_meta(OpCall& c) {
+  const MlpArgs args = parse_mlp_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const std::vector<at::Tensor> weights = c.tensors("weights");
+  check_differentiable(c.op(), args.hidden.spec);
+  check_differentiable(c.op(), args.output);
+  check_mlp_inputs(c.op(), x, weights, {}, args);
+  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"));
+  check_like_x(c.op(), "grad_y", c.tensor("grad_y"), x);
+  const bool has_bias = c.flag("has_bias");
   std::vector<at::Tensor> grad_weights, grad_biases;
   for (const at::Tensor& w : weights) {
-    grad_weights.push_back(at::empty_symint(w.sym_sizes(), w.options()));
+    grad_weights.push_back(empty_like_sizes(w.sym_sizes(), w));
     if (has_bias) grad_biases.push_back(at::empty_symint({w.sym_size(0)}, w.options()));
   }
-  return {x_grad ? at::empty_symint(x.sym_sizes(), x.options()) : at::empty({0}, x.options()),
-          grad_weights, grad_biases};
+  c.returns(c.flag("x_grad") ? empty_like_sizes(x.sym_sizes(), x) : at::empty({0}, x.options()),
+            std::move(grad_weights), std::move(grad_biases));
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, Meta, m) {
-  m.impl("linear_act", &linear_act_meta);
-  m.impl("linear_act_backward", &linear_act_backward_meta);
-  m.impl("activation", &activation_meta);
-  m.impl("activation_backward", &activation_backward_meta);
-  m.impl("dropout", &dropout_meta);
-  m.impl("mlp", &mlp_meta);
-  m.impl("mlp_backward", &mlp_backward_meta);
+  m.impl("linear_act", boxed<&linear_act_meta>());
+  m.impl("linear_act_backward", boxed<&linear_act_backward_meta>());
+  m.impl("activation", boxed<&activation_meta>());
+  m.impl("activation_backward", boxed<&activation_backward_meta>());
+  m.impl("dropout", boxed<&dropout_meta>());
+  m.impl("mlp", boxed<&mlp_meta>());
+  m.impl("mlp_backward", boxed<&mlp_backward_meta>());
 }
 
 }  // namespace mlpbench

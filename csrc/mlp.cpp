@@ -2,33 +2,23 @@
 // backward, and its CPU and CUDA kernels.
 #include "mlp.h"
 
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <string>
 
 namespace mlpbench {
+namespace {
 
-LinearActArgs MlpArgs::layer(size_t l, size_t layers) const {
-  LinearActArgs args = hidden;
-  if (l + 1 == layers) {
-    args.spec = output;
-    args.dropout_p = 0.0;
-  }
-  args.offset = hidden.offset + static_cast<int64_t>(l);
-  return args;
+std::string layer_label(size_t l) { return "layer " + std::to_string(l) + ": "; }
+std::string indexed(const char* list, size_t l) {
+  return std::string(list) + "[" + std::to_string(l) + "]";
 }
 
-MlpArgs parse_mlp_args(const char* op, c10::string_view activation, double negative_slope,
-                       double alpha, c10::string_view approximate, int64_t pieces,
-                       c10::string_view output_activation, double dropout_p, int64_t offset) {
-  MlpArgs args;
-  args.hidden = parse_linear_act_args(op, activation, negative_slope, alpha, approximate, pieces,
-                                      dropout_p, offset);
-  args.output = parse_activation(op, output_activation, negative_slope, alpha, approximate,
-                                 pieces);
-  return args;
+std::optional<at::Tensor> bias_of(at::TensorList biases, size_t l) {
+  return biases.empty() ? std::nullopt : std::optional<at::Tensor>(biases[l]);
 }
+
+}  // namespace
 
 void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weights,
                       at::TensorList biases, const MlpArgs& args) {
@@ -42,60 +32,22 @@ void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weight
   TORCH_CHECK_VALUE(x.dim() >= 1, op, ": x must have at least 1 dimension (..., in_features)");
   c10::SymInt width = x.sym_size(-1);
   for (size_t l = 0; l < layers; ++l) {
-    const std::string layer = std::string(op) + ": layer " + std::to_string(l);
-    const std::string w = "weights[" + std::to_string(l) + "]";
-    const at::Tensor& weight = weights[l];
-    TORCH_CHECK_TYPE(weight.scalar_type() == x.scalar_type(), layer, ": ", w, " is ",
-                     weight.scalar_type(), " but x is ", x.scalar_type(), "; every layer must "
-                     "have x's dtype");
-    TORCH_CHECK_VALUE(weight.device() == x.device(), layer, ": ", w, " is on ", weight.device(),
-                      " but x is on ", x.device());
-    TORCH_CHECK_VALUE(weight.dim() == 2, layer, ": ", w, " must be 2-D (out_rows, in_features), "
-                      "got shape ", text(weight.sym_sizes()));
-    TORCH_CHECK_VALUE(weight.sym_size(1) == width, layer, ": ", w, " takes ",
-                      text(weight.sym_size(1)), " inputs, but ",
-                      l == 0 ? std::string("x has ") : "layer " + std::to_string(l - 1) + " gives ",
-                      text(width), l == 0 ? " features" : " outputs");
-    const ActSpec spec = args.layer(l, layers).spec;
-    TORCH_CHECK_VALUE(weight.sym_size(0) % spec.pieces == 0, layer, ": ", w, " has ",
-                      text(weight.sym_size(0)), " rows, not a multiple of maxout's pieces=",
-                      text(spec.pieces));
-    if (!biases.empty()) {
-      const at::Tensor& bias = biases[l];
-      const std::string b = "biases[" + std::to_string(l) + "]";
-      TORCH_CHECK_TYPE(bias.scalar_type() == x.scalar_type(), layer, ": ", b, " is ",
-                       bias.scalar_type(), " but x is ", x.scalar_type());
-      TORCH_CHECK_VALUE(bias.device() == x.device(), layer, ": ", b, " is on ", bias.device(),
-                        " but x is on ", x.device());
-      TORCH_CHECK_VALUE(bias.dim() == 1 && bias.sym_size(0) == weight.sym_size(0), layer, ": ",
-                        b, " must be 1-D with ", text(weight.sym_size(0)),
-                        " elements (weights rows), got shape ", text(bias.sym_sizes()));
-    }
-    width = weight.sym_size(0) / spec.pieces;
+    width = check_layer(op, layer_label(l), x, l == 0 ? "x" : "layer " + std::to_string(l - 1),
+                        width, weights[l], bias_of(biases, l), args.layer(l, layers).spec,
+                        indexed("weights", l), indexed("biases", l));
   }
 }
-
-namespace {
-
-std::optional<at::Tensor> bias_of(at::TensorList biases, size_t l) {
-  return biases.empty() ? std::nullopt : std::optional<at::Tensor>(biases[l]);
-}
-
-}  // namespace
 
 MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
                        at::TensorList weights, at::TensorList biases, const MlpArgs& args,
                        const std::optional<at::Tensor>& seed) {
-  const char* op = "mlp";
-  check_mlp_inputs(op, x, weights, biases, args);
   const size_t layers = weights.size();
   std::vector<at::Tensor> hidden, aux;
   at::Tensor h = x;
   for (size_t l = 0; l < layers; ++l) {
     const auto bias = bias_of(biases, l);
-    const LinearActCall call = linear_act_call(op, false, h, weights[l], bias,
-                                               args.layer(l, layers), seed);
-    auto [y, a] = kernels.forward(call, h, weights[l], bias);
+    auto [y, a] = kernels.forward(layer_call(h, weights[l], args.layer(l, layers), seed), h,
+                                  weights[l], bias);
     if (l + 1 < layers) hidden.push_back(y);
     aux.push_back(a);
     h = y;
@@ -113,15 +65,26 @@ MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, con
                     ": hidden and aux must be what mlp returned for ", text(int64_t(layers)),
                     " layers, got ", text(int64_t(hidden.size())), " and ",
                     text(int64_t(aux.size())));
+  // The hidden outputs: x's leading dimensions, then each layer's width.
+  std::vector<int64_t> sizes = x.sizes().vec();
+  for (size_t l = 0; l + 1 < layers; ++l) {
+    sizes.back() = weights[l].size(0) / args.layer(l, layers).spec.pieces;
+    check_like_x(op, indexed("hidden", l), hidden[l], x);
+    check_shape(op, indexed("hidden", l), hidden[l], c10::fromIntArrayRefSlow(sizes),
+                "layer " + std::to_string(l) + "'s output");
+  }
   std::vector<at::Tensor> grad_weights(layers), grad_biases(has_bias ? layers : 0);
   at::Tensor g = grad_y;
   for (size_t l = layers; l-- > 0;) {
     const LinearActArgs layer_args = args.layer(l, layers);
     const at::Tensor& input = l == 0 ? x : hidden[l - 1];
-    const at::Tensor& output = l + 1 == layers ? y : hidden[l];
-    const at::Tensor& saved = from_output(layer_args.spec.act) ? output : aux[l];
-    const LinearActCall call = linear_act_call(op, true, input, weights[l], std::nullopt,
-                                               layer_args, seed);
+    const bool last = l + 1 == layers;
+    const at::Tensor& output = last ? y : hidden[l];
+    const bool from_y = from_output(layer_args.spec.act);
+    const at::Tensor& saved = from_y ? output : aux[l];
+    const LinearActCall call = layer_call(input, weights[l], layer_args, seed);
+    check_layer_grads(op, layer_label(l), call, x, last ? &grad_y : nullptr, "grad_y", saved,
+                      from_y ? (last ? std::string("y") : indexed("hidden", l)) : indexed("aux", l));
     auto [gx, gw, gb] = kernels.backward(call, g, input, weights[l], saved,
                                          {l > 0 || x_grad, true, has_bias});
     grad_weights[l] = gw;
@@ -133,28 +96,33 @@ MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, con
 
 namespace {
 
-// The registered kernels: the schema's arguments, parsed, then the loops.
+// The registered kernels: the arguments parsed and checked, then the loops.
 template <const LayerKernels& kKernels>
-MlpOutputs mlp_op(const at::Tensor& x, at::TensorList weights, at::TensorList biases,
-                  c10::string_view activation, double negative_slope, double alpha,
-                  c10::string_view approximate, int64_t pieces,
-                  c10::string_view output_activation, double dropout_p,
-                  const std::optional<at::Tensor>& seed, int64_t offset) {
-  const MlpArgs args = parse_mlp_args("mlp", activation, negative_slope, alpha, approximate,
-                                      pieces, output_activation, dropout_p, offset);
-  return mlp_forward(kKernels, x, weights, biases, args, seed);
+void mlp_op(OpCall& c) {
+  const MlpArgs args = parse_mlp_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const std::vector<at::Tensor> weights = c.tensors("weights"), biases = c.tensors("biases");
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  check_mlp_inputs(c.op(), x, weights, biases, args);
+  check_seed(c.op(), args.hidden.dropout_p, seed);
+  auto [y, hidden, aux] = mlp_forward(kKernels, x, weights, biases, args, seed);
+  c.returns(std::move(y), std::move(hidden), std::move(aux));
 }
 
 template <const LayerKernels& kKernels>
-MlpGrads mlp_backward_op(const at::Tensor& grad_y, const at::Tensor& x, at::TensorList weights,
-                         const at::Tensor& y, at::TensorList hidden, at::TensorList aux,
-                         bool has_bias, c10::string_view activation, double negative_slope,
-                         double alpha, c10::string_view approximate, int64_t pieces,
-                         c10::string_view output_activation, double dropout_p,
-                         const std::optional<at::Tensor>& seed, int64_t offset, bool x_grad) {
-  const MlpArgs args = parse_mlp_args("mlp_backward", activation, negative_slope, alpha,
-                                      approximate, pieces, output_activation, dropout_p, offset);
-  return mlp_backward(kKernels, grad_y, x, weights, y, hidden, aux, has_bias, args, seed, x_grad);
+void mlp_backward_op(OpCall& c) {
+  const MlpArgs args = parse_mlp_args(c);
+  const at::Tensor& x = c.tensor("x");
+  const std::vector<at::Tensor> weights = c.tensors("weights");
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  check_differentiable(c.op(), args.hidden.spec);
+  check_differentiable(c.op(), args.output);
+  check_mlp_inputs(c.op(), x, weights, {}, args);
+  check_seed(c.op(), args.hidden.dropout_p, seed);
+  auto [gx, gw, gb] = mlp_backward(kKernels, c.tensor("grad_y"), x, weights, c.tensor("y"),
+                                   c.tensors("hidden"), c.tensors("aux"), c.flag("has_bias"),
+                                   args, seed, c.flag("x_grad"));
+  c.returns(std::move(gx), std::move(gw), std::move(gb));
 }
 
 constexpr LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_backward};
@@ -162,8 +130,8 @@ constexpr LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_ba
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
-  m.impl("mlp", &mlp_op<kCpuKernels>);
-  m.impl("mlp_backward", &mlp_backward_op<kCpuKernels>);
+  m.impl("mlp", boxed<&mlp_op<kCpuKernels>>());
+  m.impl("mlp_backward", boxed<&mlp_backward_op<kCpuKernels>>());
 }
 
 #ifdef MLPBENCH_WITH_CUDA
@@ -172,8 +140,8 @@ constexpr LayerKernels kCudaKernels{&cuda::linear_act_forward, &cuda::linear_act
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, CUDA, m) {
-  m.impl("mlp", &mlp_op<kCudaKernels>);
-  m.impl("mlp_backward", &mlp_backward_op<kCudaKernels>);
+  m.impl("mlp", boxed<&mlp_op<kCudaKernels>>());
+  m.impl("mlp_backward", boxed<&mlp_backward_op<kCudaKernels>>());
 }
 #endif
 

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <c10/util/string_view.h>
 
 #include <optional>
 #include <tuple>
@@ -17,20 +16,6 @@
 
 namespace mlpbench {
 
-// The parsed scalar arguments of mlp and mlp_backward.
-struct MlpArgs {
-  LinearActArgs hidden;  // offset: the first hidden layer's
-  ActSpec output;
-
-  // Layer l of `layers`: the hidden activation with dropout and offset + l,
-  // or for the last layer the output activation without dropout.
-  LinearActArgs layer(size_t l, size_t layers) const;
-};
-
-MlpArgs parse_mlp_args(const char* op, c10::string_view activation, double negative_slope,
-                       double alpha, c10::string_view approximate, int64_t pieces,
-                       c10::string_view output_activation, double dropout_p, int64_t offset);
-
 // The list lengths, shapes, dtypes and devices, each error naming the layer.
 void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weights,
                       at::TensorList biases, const MlpArgs& args);
@@ -40,6 +25,7 @@ using MlpOutputs = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<a
 // (grad_x or empty, grad_weights, grad_biases or none).
 using MlpGrads = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 
+// The layers' kernels over checked inputs.
 MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
                        at::TensorList weights, at::TensorList biases, const MlpArgs& args,
                        const std::optional<at::Tensor>& seed);

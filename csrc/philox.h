@@ -74,12 +74,13 @@ struct DropoutMask {
   }
 };
 
-// One element through dropout: v / keep_prob where kept, v * 0 where dropped
-// (0, or NaN for a NaN or infinite v, as stock's v * mask). Dividing, rather
-// than multiplying by a rounded 1 / keep_prob, gives the same bits on every
-// device.
-template <typename T> MLPB_HD T dropout_value(bool kept, T v, T keep_prob) {
-  return kept ? v / keep_prob : v * T(0);
+// Dropout's scaling, the one place it is written: v / keep_prob where kept,
+// v * 0 where dropped (0, or NaN for a NaN or infinite v, as stock's
+// v * mask). Dividing, rather than multiplying by a rounded 1 / keep_prob,
+// gives the same bits on every device. K is bool for a scalar, the vector
+// mask of simd.h, or a TMask (composite.cpp); m_select picks lane by lane.
+template <typename K, typename T> MLPB_HD T dropout_value(K kept, T v, T keep_prob) {
+  return m_select(kept, v / keep_prob, v * T(0));
 }
 
 // Host side: the mask for probability p (already checked to lie in [0, 1]).

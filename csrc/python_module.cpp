@@ -1,18 +1,23 @@
 // The Python extension module. Importing it runs the TORCH_LIBRARY
-// registrations of the other sources; it also exposes the activation table,
-// the raw Philox generator (tests check it against the published vectors),
-// and direct entry points to the ops (see ops_entry_points below).
+// registrations of the other sources; it also exposes the activation and
+// parameter tables, the raw Philox generator (tests check it against the
+// published vectors), and direct entry points to the ops (entry below).
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/extension.h>
 
 #include <string>
 #include <utility>
 
-#include "op_args.h"
-#include "op_handles.h"
-#include "philox.h"
 #include "cpu/simd.h"
+#include "kernel_common.h"
+#include "op_args.h"
+#include "op_call.h"
+#include "philox.h"
 
 namespace {
+
+namespace py = pybind11;
 
 std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
     std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> counter,
@@ -23,63 +28,112 @@ std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
   return {r.v[0], r.v[1], r.v[2], r.v[3]};
 }
 
-// The ops, called through the dispatcher exactly as torch.ops.mlpbench.* calls
-// them (autograd, device, fake and Python dispatch keys alike), but without
-// torch.ops' Python-side argument boxing (docs/cpu-tuning.md).
-// mlpbench/ops.py uses these outside torch.compile, which
-// must see torch.ops to put the op in its graph.
-void ops_entry_points(pybind11::module_& m) {
-  namespace oh = mlpbench::op_handles;
-  using Seed = std::optional<at::Tensor>;
-  m.def("linear_act", [](const at::Tensor& x, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias, const std::string& activation,
-                         double negative_slope, double alpha, const std::string& approximate,
-                         int64_t pieces, double dropout_p, const Seed& seed, int64_t offset) {
-    return oh::linear_act().call(x, weight, bias, activation, negative_slope, alpha, approximate,
-                                 pieces, dropout_p, seed, offset);
-  }, pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"),
-        pybind11::arg("activation"), pybind11::arg("negative_slope"), pybind11::arg("alpha"),
-        pybind11::arg("approximate"), pybind11::arg("pieces"), pybind11::arg("dropout_p"),
-        pybind11::arg("seed"), pybind11::arg("offset"));
-  m.def("activation", [](const at::Tensor& x, const std::string& name, double negative_slope,
-                         double alpha, const std::string& approximate) {
-    return oh::activation().call(x, name, negative_slope, alpha, approximate);
-  }, pybind11::arg("x"), pybind11::arg("name"), pybind11::arg("negative_slope"),
-        pybind11::arg("alpha"), pybind11::arg("approximate"));
-  m.def("dropout", [](const at::Tensor& x, double p, const Seed& seed, int64_t offset) {
-    return oh::dropout().call(x, p, seed, offset);
-  }, pybind11::arg("x"), pybind11::arg("p"), pybind11::arg("seed"), pybind11::arg("offset"));
-  m.def("mlp", [](const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                  const std::vector<at::Tensor>& biases, const std::string& activation,
-                  double negative_slope, double alpha, const std::string& approximate,
-                  int64_t pieces, const std::string& output_activation, double dropout_p,
-                  const Seed& seed, int64_t offset) {
-    return oh::mlp().call(x, weights, biases, activation, negative_slope, alpha, approximate,
-                          pieces, output_activation, dropout_p, seed, offset);
-  }, pybind11::arg("x"), pybind11::arg("weights"), pybind11::arg("biases"),
-        pybind11::arg("activation"), pybind11::arg("negative_slope"), pybind11::arg("alpha"),
-        pybind11::arg("approximate"), pybind11::arg("pieces"), pybind11::arg("output_activation"),
-        pybind11::arg("dropout_p"), pybind11::arg("seed"), pybind11::arg("offset"));
-  // Through the dispatcher too, so that torch.jit.trace records the draw.
-  m.def("draw_seed", [] { return oh::draw_seed().call(); },
-        "A fresh dropout seed (one-element int64 tensor) from torch's default generator");
+// One positional argument as the schema's type wants it. The kinds the ops
+// take are converted here directly (torch::jit::toIValue, the general path,
+// cost several times more per call); anything else goes through toIValue.
+c10::IValue to_ivalue(py::handle obj, const c10::TypePtr& type) {
+  switch (type->kind()) {
+    case c10::TypeKind::TensorType:
+      if (THPVariable_Check(obj.ptr())) return THPVariable_Unpack(obj.ptr());
+      break;
+    case c10::TypeKind::OptionalType:
+      if (obj.is_none()) return c10::IValue();
+      return to_ivalue(obj, type->castRaw<c10::OptionalType>()->getElementType());
+    case c10::TypeKind::StringType:
+      if (PyUnicode_Check(obj.ptr())) {
+        Py_ssize_t size = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(obj.ptr(), &size);
+        if (data) return c10::IValue(std::string(data, static_cast<size_t>(size)));
+        throw py::error_already_set();
+      }
+      break;
+    case c10::TypeKind::FloatType:
+      if (PyFloat_CheckExact(obj.ptr())) return PyFloat_AS_DOUBLE(obj.ptr());
+      break;
+    case c10::TypeKind::IntType:
+      if (PyLong_CheckExact(obj.ptr())) {
+        const int64_t v = PyLong_AsLongLong(obj.ptr());
+        if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+        return v;
+      }
+      break;
+    case c10::TypeKind::BoolType:
+      if (PyBool_Check(obj.ptr())) return obj.ptr() == Py_True;
+      break;
+    default:
+      break;
+  }
+  return torch::jit::toIValue(obj, type);
+}
+
+// A direct entry point to op `name`: the positional arguments converted by
+// the op's schema, then one boxed dispatcher call, exactly the call
+// torch.ops.mlpbench.<name> makes (autograd, device, fake and Python dispatch
+// keys alike) without torch.ops' Python-side argument handling
+// (docs/cpu-tuning.md). mlpbench/ops.py uses these outside torch.compile,
+// which must see torch.ops to put the op in its graph. A plain CPython
+// function (vectorcall) rather than a pybind11 one, whose argument
+// machinery costs more than the conversions themselves.
+PyObject* call_entry(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  const auto* op = static_cast<const c10::OperatorHandle*>(PyCapsule_GetPointer(self, nullptr));
+  const auto& schema = op->schema().arguments();
+  TORCH_CHECK_TYPE(static_cast<size_t>(nargs) == schema.size(), op->schema().name(), " takes ",
+                   schema.size(), " arguments, got ", nargs);
+  torch::jit::Stack stack;
+  stack.reserve(schema.size());
+  for (size_t i = 0; i < schema.size(); ++i) stack.push_back(to_ivalue(args[i], schema[i].real_type()));
+  op->callBoxed(stack);
+  return torch::jit::createPyObjectForStack(std::move(stack)).release().ptr();
+  END_HANDLE_TH_ERRORS
+}
+
+py::object entry(const std::string& name) {
+  static PyMethodDef def = {"entry", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&call_entry)),
+                            METH_FASTCALL, "An op's direct entry point"};
+  auto* op = new c10::OperatorHandle(mlpbench::find_op(("mlpbench::" + name).c_str()));
+  PyObject* capsule = PyCapsule_New(op, nullptr, [](PyObject* c) {
+    delete static_cast<c10::OperatorHandle*>(PyCapsule_GetPointer(c, nullptr));
+  });
+  if (!capsule) throw py::error_already_set();
+  PyObject* fn = PyCFunction_New(&def, capsule);
+  Py_DECREF(capsule);
+  if (!fn) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(fn);
+}
+
+// The parameter table (activations.h), one dict per parameter.
+py::list activation_params() {
+  using mlpbench::ParamKind;
+  static const char* const kKinds[] = {"real", "int", "choice"};
+  py::list out;
+  for (const mlpbench::ParamInfo& p : mlpbench::kParams) {
+    py::dict entry;
+    entry["name"] = p.name;
+    entry["kind"] = kKinds[static_cast<int>(p.kind)];
+    if (p.kind == ParamKind::Choice) {
+      entry["default"] = p.default_choice;
+    } else if (p.kind == ParamKind::Integer) {
+      entry["default"] = static_cast<int64_t>(p.default_value);
+    } else {
+      entry["default"] = p.default_value;
+    }
+    out.append(entry);
+  }
+  return out;
 }
 
 // The activation table (activations.h) as Python sees it: one dict per name.
-pybind11::list activations() {
-  using mlpbench::Saves;
+py::list activations() {
   static const char* const kSaves[] = {"nothing", "input", "output", "argmax"};
-  static const std::pair<unsigned, const char*> kParams[] = {
-      {mlpbench::kNegativeSlope, "negative_slope"}, {mlpbench::kAlpha, "alpha"},
-      {mlpbench::kApproximate, "approximate"}, {mlpbench::kPieces, "pieces"}};
-  pybind11::list out;
+  py::list out;
   for (const mlpbench::ActInfo& row : mlpbench::kActivations) {
     if (row.approximate && std::string(row.approximate) != "none") continue;  // gelu once
-    pybind11::list params;
-    for (const auto& [bit, name] : kParams) {
-      if (row.params & bit) params.append(name);
+    py::list params;
+    for (const mlpbench::ParamInfo& p : mlpbench::kParams) {
+      if (row.params & mlpbench::bit(p.param)) params.append(p.name);
     }
-    pybind11::dict entry;
+    py::dict entry;
     entry["name"] = row.name;
     entry["params"] = params;
     entry["saves"] = kSaves[static_cast<int>(row.saves)];
@@ -97,7 +151,7 @@ pybind11::list activations() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "mlpbench's compiled kernels (ops are under torch.ops.mlpbench)";
   m.def("philox4x32", &philox4x32, "Philox4x32-10 of a 4-word counter and a 2-word key",
-        pybind11::arg("counter"), pybind11::arg("key"));
+        py::arg("counter"), py::arg("key"));
   m.def("set_debug_poison", &mlpbench::set_debug_poison,
         "Fill every kernel output with NaN before the kernel runs (tests)");
   m.def("debug_poison", &mlpbench::debug_poison);
@@ -117,19 +171,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return;
       }
     }
-    throw pybind11::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
-                                "or 'avx512_bf16', got '" + name + "'");
-  }, "Run the CPU kernels with at most this instruction set", pybind11::arg("level"));
+    throw py::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
+                          "or 'avx512_bf16', got '" + name + "'");
+  }, "Run the CPU kernels with at most this instruction set", py::arg("level"));
   m.def("activations", &activations,
         "The activation table: name, parameters, what backward saves, cost class");
-  m.def("check_activation", [](const std::string& op, const std::string& name,
-                               double negative_slope, double alpha, const std::string& approximate,
-                               int64_t pieces) {
-    mlpbench::parse_activation(op.c_str(), name, negative_slope, alpha, approximate, pieces);
-  }, "Raise ValueError as the ops would for these activation arguments",
-        pybind11::arg("op"), pybind11::arg("name"), pybind11::arg("negative_slope"),
-        pybind11::arg("alpha"), pybind11::arg("approximate"), pybind11::arg("pieces"));
-  ops_entry_points(m);
+  m.def("activation_params", &activation_params,
+        "The activations' parameters: name, kind ('real', 'int', 'choice') and default");
+  m.def("check_activation", [](const std::string& op, const std::string& text) {
+    mlpbench::parse_activation(op.c_str(), "activation", text);
+  }, "Raise ValueError as the ops would for this activation argument",
+        py::arg("op"), py::arg("activation"));
+  m.def("entry", &entry, "A direct entry point to the op torch.ops.mlpbench.<name>",
+        py::arg("name"));
   m.def("has_cuda", [] {
 #ifdef MLPBENCH_WITH_CUDA
     return true;

@@ -41,6 +41,7 @@ struct TMask {
 MLPB_TEXPR_OP(+)
 MLPB_TEXPR_OP(-)
 MLPB_TEXPR_OP(*)
+MLPB_TEXPR_OP(/)
 #undef MLPB_TEXPR_OP
 inline TExpr operator-(const TExpr& a) { return a.is_tensor() ? TExpr(-a.t) : TExpr(-a.s); }
 

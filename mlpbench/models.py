@@ -26,11 +26,9 @@ class StockActivation(nn.Module):
     """A stock activation as a module: reference.stock_activation, or for maxout
     the max over each unit's pieces."""
 
-    def __init__(self, name: str, *, pieces: int = 2, negative_slope=0.01, alpha=1.0,
-                 approximate="none"):
+    def __init__(self, name: str, *, pieces: int = ops.DEFAULTS["pieces"], **act_kwargs):
         super().__init__()
-        self.name, self.pieces = name, pieces
-        self.kwargs = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
+        self.name, self.pieces, self.kwargs = name, pieces, act_kwargs
 
     def forward(self, h):
         if self.name == "maxout":
@@ -57,7 +55,7 @@ class MLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], activation: str = "relu", dropout: float = 0.0,
                  init: str = "xavier", fused: bool | str = True, batchnorm: bool = False,
-                 pieces: int = 2, **act_kwargs):
+                 pieces: int = ops.DEFAULTS["pieces"], **act_kwargs):
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
@@ -73,7 +71,7 @@ class MLP(nn.Module):
         if fused == "mlp" and batchnorm:
             raise ValueError("MLP: fused='mlp' runs the whole network as one op, with nothing "
                              "between the layers; with batchnorm use fused='layer' (or True)")
-        ops.check_activation(activation, pieces=pieces, op="MLP", **act_kwargs)
+        ops.activation_spec(activation, pieces=pieces, op="MLP", **act_kwargs)
         dropout = ops.check_probability(dropout, "MLP")
         self.sizes, self.activation, self.dropout = sizes, activation, dropout
         self.batchnorm = batchnorm

@@ -44,24 +44,23 @@ class FusedLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "relu",
-                 bias: bool = True, *, dropout: float = 0.0, negative_slope: float = 0.01,
-                 alpha: float = 1.0, approximate: str = "none", pieces: int = 2,
-                 device=None, dtype=None):
+                 bias: bool = True, *, dropout: float = 0.0,
+                 negative_slope: float = ops.DEFAULTS["negative_slope"],
+                 alpha: float = ops.DEFAULTS["alpha"], approximate: str = ops.DEFAULTS["approximate"],
+                 pieces: int = ops.DEFAULTS["pieces"], device=None, dtype=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"FusedLinear: {name} must be an int >= 0, got {value!r}")
-        # Every argument the op would refuse, refused now rather than at the first forward.
-        ops.check_activation(activation, negative_slope=negative_slope, alpha=alpha,
-                             approximate=approximate, pieces=pieces, op="FusedLinear")
+        # Every argument the op would refuse, refused now rather than at the first forward;
+        # the op's activation argument is built once.
+        self.spec = ops.activation_spec(activation, negative_slope=negative_slope, alpha=alpha,
+                                        approximate=approximate, pieces=pieces, op="FusedLinear")
         dropout = ops.check_probability(dropout, "FusedLinear")
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
         self.dropout = dropout
-        self.negative_slope = float(negative_slope)
-        self.alpha = float(alpha)
-        self.approximate = approximate
         self.pieces = int(pieces) if "pieces" in ops.activation_info(activation)["params"] else 1
         rows = out_features * self.pieces
         factory = {"device": device, "dtype": dtype}
@@ -76,18 +75,13 @@ class FusedLinear(nn.Module):
     def forward(self, x: torch.Tensor, *, seed=None, offset: int = 0) -> torch.Tensor:
         """seed=None draws one per training call; models.MLP passes one seed and
         each layer's offset, as the whole-MLP op uses them."""
-        return ops.linear_act(x, self.weight, self.bias, self.activation,
-                              negative_slope=self.negative_slope, alpha=self.alpha,
-                              approximate=self.approximate, pieces=self.pieces,
-                              dropout_p=self.dropout, training=self.training, seed=seed,
-                              offset=offset)
+        return ops.linear_act_spec(x, self.weight, self.bias, self.spec, dropout_p=self.dropout,
+                                   training=self.training, seed=seed, offset=offset)
 
     def extra_repr(self) -> str:
-        extra = f", pieces={self.pieces}" if self.activation == "maxout" else ""
-        if self.dropout:
-            extra += f", dropout={self.dropout}"
+        extra = f", dropout={self.dropout}" if self.dropout else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, activation={self.activation!r}{extra}")
+                f"bias={self.bias is not None}, activation={self.spec!r}{extra}")
 
 
 class FusedDropout(nn.Module):
@@ -106,16 +100,13 @@ class FusedDropout(nn.Module):
 
 def mlp_forward(layers, x, *, dropout: float, training: bool, seed=None, offset: int = 0):
     """The whole-MLP op over a list of FusedLinear layers (their weights,
-    biases, activations and parameters: hidden ones alike, the last one the
-    output's); dropout after every hidden layer."""
+    biases and activations: hidden ones alike, the last one the output's);
+    dropout after every hidden layer."""
     first, last = layers[0], layers[-1]
-    return ops.mlp(x, [layer.weight for layer in layers],
-                   [layer.bias for layer in layers] if first.bias is not None else None,
-                   first.activation if len(layers) > 1 else last.activation,
-                   negative_slope=first.negative_slope, alpha=first.alpha,
-                   approximate=first.approximate, pieces=first.pieces,
-                   output_activation=last.activation, dropout_p=dropout, training=training,
-                   seed=seed, offset=offset)
+    return ops.mlp_spec(x, [layer.weight for layer in layers],
+                        [layer.bias for layer in layers] if first.bias is not None else None,
+                        first.spec, last.spec, dropout_p=dropout, training=training, seed=seed,
+                        offset=offset)
 
 
 class FusedMLP(nn.Module):
@@ -128,17 +119,20 @@ class FusedMLP(nn.Module):
     """
 
     def __init__(self, sizes, activation: str = "relu", dropout: float = 0.0, *,
-                 bias: bool = True, init: str = "default", pieces: int = 2,
-                 output_activation: str = "identity", negative_slope: float = 0.01,
-                 alpha: float = 1.0, approximate: str = "none", device=None, dtype=None):
+                 bias: bool = True, init: str = "default", pieces: int = ops.DEFAULTS["pieces"],
+                 output_activation: str = "identity",
+                 negative_slope: float = ops.DEFAULTS["negative_slope"],
+                 alpha: float = ops.DEFAULTS["alpha"], approximate: str = ops.DEFAULTS["approximate"],
+                 device=None, dtype=None):
         super().__init__()
         sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
         if not isinstance(sizes, list) or len(sizes) < 2 or any(
                 isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(f"FusedMLP: sizes must be at least two positive ints, got {sizes!r}")
-        act = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate}
+        act = {"negative_slope": negative_slope, "alpha": alpha, "approximate": approximate,
+               "pieces": pieces}
         for name in (activation, output_activation):
-            ops.check_activation(name, op="FusedMLP", pieces=pieces, **act)
+            ops.activation_spec(name, op="FusedMLP", **act)
         if init not in INITS:
             raise ValueError(f"FusedMLP: unknown init {init!r}; expected one of "
                              f"{', '.join(map(repr, INITS))}")
@@ -148,7 +142,7 @@ class FusedMLP(nn.Module):
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             hidden = i < len(sizes) - 2
             layer = FusedLinear(n_in, n_out, activation if hidden else output_activation, bias,
-                                pieces=pieces, device=device, dtype=dtype, **act)
+                                device=device, dtype=dtype, **act)
             init_linear_(layer.weight, layer.bias, init)
             self.layers.append(layer)
 

@@ -16,15 +16,21 @@ import torch
 
 from . import _C
 
-__all__ = ["ACTIVATIONS", "activation", "activation_info", "check_activation",
-           "check_probability", "debug_poison", "draw_seed", "dropout", "linear_act", "mlp",
-           "philox4x32"]
+__all__ = ["ACTIVATIONS", "DEFAULTS", "PARAMS", "activation", "activation_info",
+           "activation_spec", "check_probability", "debug_poison", "draw_seed", "dropout",
+           "linear_act", "linear_act_spec", "mlp", "mlp_spec", "philox4x32"]
 
 # The activation table (csrc/activations.h), one dict per name: "name",
 # "params", "saves" (what backward keeps), "differentiable", "elementwise",
 # "forward_cost" and "backward_cost" ("exp" or "cheap").
 _TABLE = {row["name"]: row for row in _C.activations()}
 ACTIVATIONS = tuple(_TABLE)
+# The activations' parameters, from the same table: name -> {"name", "kind"
+# ("real", "int" or "choice"), "default"}. The public signatures below take
+# their defaults from here.
+PARAMS = {p["name"]: p for p in _C.activation_params()}
+DEFAULTS = {name: p["default"] for name, p in PARAMS.items()}
+_DEFAULT = DEFAULTS
 
 _U64 = 1 << 64
 
@@ -87,6 +93,10 @@ def _string(value, name, op):
     return value
 
 
+# A parameter's type check, by its kind in the table.
+_CHECKS = {"real": _real, "int": _integer, "choice": _string}
+
+
 def _tensor(value, name, op, optional=False):
     if isinstance(value, torch.Tensor) or (optional and value is None):
         return value
@@ -94,18 +104,52 @@ def _tensor(value, name, op, optional=False):
     raise TypeError(f"{op}: {name} must be {expected}, got {type(value).__name__}")
 
 
-def _act_args(op, name, negative_slope, alpha, approximate, pieces):
-    """The activation's arguments, type-checked, as the ops take them."""
-    return (_string(name, "activation", op), _real(negative_slope, "negative_slope", op),
-            _real(alpha, "alpha", op), _string(approximate, "approximate", op),
-            _integer(pieces, "pieces", op))
+_SPECS = {}  # (activation, parameter values) -> the op's activation argument
+# Whether each of the values has exactly its parameter's type (float, int,
+# str), as one expression compiled from the table: it runs on every call,
+# where a loop would cost three times as much. (Exact types: a cached text
+# must not serve True for 1 or 2.0 for 2, which the slow path refuses.)
+_EXACT_TYPES = tuple({"real": float, "int": int, "choice": str}[p["kind"]] for p in PARAMS.values())
+_exact_types = eval("lambda v: " + " and ".join(  # noqa: S307 - a fixed expression
+    f"type(v[{i}]) is T[{i}]" for i in range(len(_EXACT_TYPES))), {"T": _EXACT_TYPES})
 
 
-def check_activation(name, *, negative_slope=0.01, alpha=1.0, approximate="none", pieces=2,
-                     op="activation"):
-    """Raise TypeError/ValueError, naming `op` and the argument, for activation
-    arguments the ops would refuse; for modules to check at construction."""
-    _C.check_activation(op, *_act_args(op, name, negative_slope, alpha, approximate, pieces))
+def _spec(op, activation, values):
+    """The ops' activation argument, "name" or "name(param=value, ...)", for
+    `activation` with the parameters it takes that differ from their
+    defaults; `values` holds every parameter in PARAMS' order (each
+    type-checked, those `activation` does not take ignored). The op checks
+    the values. Built once per distinct call and cached: the common case is
+    a dictionary lookup."""
+    try:
+        text = _SPECS.get((activation, values))
+    except TypeError:  # unhashable: the slow path says what is wrong
+        text = None
+    if text is not None and _exact_types(values):
+        return text
+    activation = _string(activation, "activation", op)
+    checked = {name: _CHECKS[p["kind"]](value, name, op)
+               for (name, p), value in zip(PARAMS.items(), values)}
+    row = _TABLE.get(activation)  # an unknown name is the op's to report
+    # Parameters at their defaults are left out: "gelu", not "gelu(approximate='none')".
+    given = [f"{name}={checked[name]!r}" for name in (row["params"] if row else ())
+             if checked[name] != DEFAULTS[name]]
+    text = f"{activation}({', '.join(given)})" if given else activation
+    if type(activation) is str and _exact_types(values):
+        _SPECS[(activation, values)] = text
+    return text
+
+
+def activation_spec(activation, *, negative_slope=_DEFAULT["negative_slope"],
+                    alpha=_DEFAULT["alpha"], approximate=_DEFAULT["approximate"],
+                    pieces=_DEFAULT["pieces"], op="activation") -> str:
+    """The checked activation argument of torch.ops.mlpbench.* for these
+    parameters, e.g. "leaky_relu(negative_slope=0.1)"; raises TypeError or
+    ValueError, naming `op` and the argument, for what the ops would refuse.
+    Modules build theirs once, at construction."""
+    text = _spec(op, activation, (negative_slope, alpha, approximate, pieces))
+    _C.check_activation(op, text)
+    return text
 
 
 def check_probability(p, op="dropout") -> float:
@@ -137,9 +181,7 @@ def draw_seed() -> torch.Tensor:
     """A fresh 63-bit dropout seed from torch's default CPU generator (so
     torch.manual_seed reproduces it), as a one-element int64 tensor. An op:
     torch.compile, torch.export and torch.jit.trace record the draw."""
-    if torch.compiler.is_compiling():
-        return torch.ops.mlpbench.draw_seed.default()
-    return _C.draw_seed()
+    return _call("draw_seed")
 
 
 def _seed(seed):
@@ -177,18 +219,24 @@ def _check_vmap_randomness(seed, op):
             "vmap, pass an explicit seed=, or perform the randomness operation out of vmap")
 
 
-def _entry(op):
-    """The callable for op: _C's direct entry point (the same dispatcher call
-    without torch.ops' Python-side boxing, ~5 us less per call), or under
-    torch.compile the torch.ops overload, which is what its graphs record."""
-    if torch.compiler.is_compiling():
-        return getattr(torch.ops.mlpbench, op).default
-    return getattr(_C, op)
+# The direct entry points of _C (the same dispatcher call as torch.ops'
+# without its Python-side argument handling, ~5 us less per call).
+_ENTRIES = {op: _C.entry(op) for op in ("linear_act", "activation", "dropout", "mlp", "draw_seed")}
+_is_compiling = torch.compiler.is_compiling
 
 
-def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, alpha=1.0,
-               approximate="none", pieces=2, dropout_p=0.0, training=True, seed=None,
-               offset=0):
+def _call(op, *args):
+    """Op `op` on its schema's arguments: through _C's entry point, or under
+    torch.compile through the torch.ops overload, which its graphs record."""
+    if _is_compiling():
+        return getattr(torch.ops.mlpbench, op).default(*args)
+    return _ENTRIES[op](*args)
+
+
+def linear_act(x, weight, bias=None, activation="relu", *,
+               negative_slope=_DEFAULT["negative_slope"], alpha=_DEFAULT["alpha"],
+               approximate=_DEFAULT["approximate"], pieces=_DEFAULT["pieces"], dropout_p=0.0,
+               training=True, seed=None, offset=0):
     """y = dropout(act(x @ weight.T + bias)) in one fused op.
 
     x is (..., in_features), weight (out_rows, in_features), bias (out_rows,)
@@ -200,11 +248,21 @@ def linear_act(x, weight, bias=None, activation="relu", *, negative_slope=0.01, 
     for the same seed and offset, and is regenerated in backward.
     """
     op = "linear_act"
+    spec = _spec(op, activation, (negative_slope, alpha, approximate, pieces))
     tensors = (_tensor(x, "x", op), _tensor(weight, "weight", op),
                _tensor(bias, "bias", op, optional=True))
-    args = _act_args(op, activation, negative_slope, alpha, approximate, pieces)
     p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
-    y, _ = _entry(op)(*tensors, *args, p, seed, offset)
+    y, _ = _call(op, *tensors, spec, p, seed, offset)
+    return y
+
+
+def linear_act_spec(x, weight, bias, spec, *, dropout_p=0.0, training=True, seed=None, offset=0,
+                    op="linear_act"):
+    """linear_act with the activation given as the op's argument (activation_spec())."""
+    tensors = (_tensor(x, "x", op), _tensor(weight, "weight", op),
+               _tensor(bias, "bias", op, optional=True))
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    y, _ = _call("linear_act", *tensors, spec, p, seed, offset)
     return y
 
 
@@ -219,33 +277,43 @@ def _tensor_list(values, name, op, optional=False):
     return list(values)
 
 
-def mlp(x, weights, biases=None, activation="relu", *, negative_slope=0.01, alpha=1.0,
-        approximate="none", pieces=2, output_activation="identity", dropout_p=0.0,
-        training=True, seed=None, offset=0):
+def mlp(x, weights, biases=None, activation="relu", *,
+        negative_slope=_DEFAULT["negative_slope"], alpha=_DEFAULT["alpha"],
+        approximate=_DEFAULT["approximate"], pieces=_DEFAULT["pieces"],
+        output_activation="identity", dropout_p=0.0, training=True, seed=None, offset=0):
     """A whole MLP in one op: layer l computes linear_act of weights[l] and
     biases[l] (biases None: no biases) with `activation` and dropout, the last
-    layer with `output_activation` and no dropout; one autograd node for all.
+    layer with `output_activation` (with the same parameters) and no dropout;
+    one autograd node for all.
 
     Layer l's dropout mask is linear_act's for (seed, offset + l): one seed per
     call (drawn when None), the layers at consecutive offsets.
     """
     op = "mlp"
+    params = (negative_slope, alpha, approximate, pieces)
+    spec = _spec(op, activation, params)
+    output_spec = _spec(op, _string(output_activation, "output_activation", op), params)
+    return mlp_spec(x, weights, biases, spec, output_spec, dropout_p=dropout_p, training=training,
+                    seed=seed, offset=offset, op=op)
+
+
+def mlp_spec(x, weights, biases, spec, output_spec, *, dropout_p=0.0, training=True, seed=None,
+             offset=0, op="mlp"):
+    """mlp with the activations given as the op's arguments (activation_spec())."""
     x = _tensor(x, "x", op)
     weights = _tensor_list(weights, "weights", op)
     biases = _tensor_list(biases, "biases", op, optional=True)
-    args = _act_args(op, activation, negative_slope, alpha, approximate, pieces)
-    output_activation = _string(output_activation, "output_activation", op)
     p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
-    y, _, _ = _entry(op)(x, weights, biases, *args, output_activation, p, seed, offset)
+    y, _, _ = _call("mlp", x, weights, biases, spec, output_spec, p, seed, offset)
     return y
 
 
-def activation(x, name, *, negative_slope=0.01, alpha=1.0, approximate="none"):
+def activation(x, name, *, negative_slope=_DEFAULT["negative_slope"], alpha=_DEFAULT["alpha"],
+               approximate=_DEFAULT["approximate"]):
     """The elementwise activation `name` (any of ACTIVATIONS but maxout)."""
     _tensor(x, "x", "activation")
-    name, slope, alpha, approximate, _ = _act_args("activation", name, negative_slope, alpha,
-                                                   approximate, 1)
-    return _entry("activation")(x, name, slope, alpha, approximate)
+    spec = _spec("activation", name, (negative_slope, alpha, approximate, DEFAULTS["pieces"]))
+    return _call("activation", x, spec)
 
 
 def dropout(x, p, training=True, seed=None, offset=0):
@@ -261,36 +329,62 @@ def dropout(x, p, training=True, seed=None, offset=0):
     p, seed, offset = _dropout_args(p, training, seed, offset, "dropout")
     if p == 0.0:
         return x
-    return _entry("dropout")(x, p, seed, offset)
+    return _call("dropout", x, p, seed, offset)
 
 
 # --- torch.vmap ----------------------------------------------------------------
 # Batch rules, so that vmap runs one call over the stacked batch rather than a
 # loop over samples. Dropout follows vmap's randomness=: 'different' gives
 # every sample its own mask (one mask over the stacked batch), 'same' one mask
-# for all; with an explicit seed (the only way to reach a rule in the default
-# 'error' mode, which _check_vmap_randomness enforces) a sample's mask is the
-# one dropout(sample, seed) draws alone, the same for all.
+# for all (one call per sample with the same seed and offset); with an
+# explicit seed (the only way to reach a rule in the default 'error' mode,
+# which _check_vmap_randomness enforces) a sample's mask is the one
+# dropout(sample, seed) draws alone, the same for all. Arguments are found by
+# their names in the op's schema.
 
-def _check_unbatched_seed(in_dims, index, op):
-    if in_dims[index] is not None:
+def _vmap_rule(op):
+    """The batch rule's view of op's arguments: (in_dims and args by name)."""
+    names = [a.name for a in getattr(torch.ops.mlpbench, op).default._schema.arguments]
+
+    def named(in_dims, args):
+        return dict(zip(names, in_dims)), dict(zip(names, args))
+    return named
+
+
+def _check_unbatched_seed(dims, op):
+    if dims["seed"] is not None:
         raise ValueError(f"{op}: under vmap the seed must be one tensor for the whole batch, "
                          "not batched")
 
 
-def _same_mask(y, p, seed, offset):
-    """y (batch first) through one sample's dropout mask, for every sample."""
-    keep = torch.ops.mlpbench.dropout.default(y.new_ones(y.shape[1:]), p, seed, offset) != 0
-    return torch.where(keep, y / (1.0 - p), y * 0.0)
+def _per_sample(op, info, dims, args, offset_step):
+    """op once per sample (unbatched arguments shared), stacked; with
+    'different' randomness sample i's dropout at offset + i * offset_step,
+    else the same offset for all: every sample gets the mask it would alone."""
+    outs = []
+    for i in range(info.batch_size):
+        call = {}
+        for name, value in args.items():
+            dim = dims[name]
+            if isinstance(value, (list, tuple)):
+                call[name] = [v if d is None else v.select(d, i)
+                              for v, d in zip(value, dim or [None] * len(value))]
+            else:
+                call[name] = value if dim is None else value.select(dim, i)
+        if info.randomness == "different":
+            call["offset"] = args["offset"] + i * offset_step
+        outs.append(getattr(torch.ops.mlpbench, op).default(*call.values()))
+    return outs
 
 
 @torch.library.register_vmap("mlpbench::dropout")
-def _dropout_vmap(info, in_dims, x, p, seed, offset):
-    _check_unbatched_seed(in_dims, 2, "dropout")
-    x = x.movedim(in_dims[0], 0)
+def _dropout_vmap(info, in_dims, *args):
+    dims, args = _vmap_rule("dropout")(in_dims, args)
+    _check_unbatched_seed(dims, "dropout")
     if info.randomness == "different":
-        return torch.ops.mlpbench.dropout.default(x, p, seed, offset), 0
-    return _same_mask(x, p, seed, offset), 0
+        x = args["x"].movedim(dims["x"], 0)
+        return torch.ops.mlpbench.dropout.default(x, args["p"], args["seed"], args["offset"]), 0
+    return torch.stack(_per_sample("dropout", info, dims, args, 0)), 0
 
 
 @torch.library.register_vmap("mlpbench::activation")
@@ -298,59 +392,45 @@ def _activation_vmap(info, in_dims, x, *args):
     return torch.ops.mlpbench.activation.default(x, *args), in_dims[0]
 
 
+def _aux_out(aux, batch):
+    """aux of a call over the stacked batch: (rows, units) over every leading
+    dimension of x, batch included, as (batch, rows, units); empty: unbatched."""
+    if aux.dim() == 2:
+        return aux.reshape(batch, -1, aux.shape[-1]), 0
+    return aux, None
+
+
 @torch.library.register_vmap("mlpbench::linear_act")
-def _linear_act_vmap(info, in_dims, x, weight, bias, *args):
-    *act, p, seed, offset = args
-    _check_unbatched_seed(in_dims, 9, "linear_act")
-    op = torch.ops.mlpbench.linear_act.default
-    n = info.batch_size
-    if in_dims[1] is not None or in_dims[2] is not None:
-        # Batched parameters: one call per sample ('different': offsets apart).
-        def sample(t, dim, i):
-            return t if dim is None or t is None else t.select(dim, i)
-        outs = [op(sample(x, in_dims[0], i), sample(weight, in_dims[1], i),
-                   sample(bias, in_dims[2], i), *act, p, seed,
-                   offset + i if info.randomness == "different" else offset) for i in range(n)]
+def _linear_act_vmap(info, in_dims, *args):
+    dims, args = _vmap_rule("linear_act")(in_dims, args)
+    _check_unbatched_seed(dims, "linear_act")
+    params_batched = dims["weight"] is not None or dims["bias"] is not None
+    if params_batched or (info.randomness == "same" and args["dropout_p"] > 0.0):
+        outs = _per_sample("linear_act", info, dims, args, 1)
         return (torch.stack([y for y, _ in outs]), torch.stack([a for _, a in outs])), (0, 0)
-    x = x.movedim(in_dims[0], 0)
-    if info.randomness == "different" or p == 0.0:
-        y, aux = op(x, weight, bias, *act, p, seed, offset)
-    else:
-        y, aux = op(x, weight, bias, *act, 0.0, None, 0)
-        y = _same_mask(y, p, seed, offset)
-    # aux is (rows, units) over every leading dimension of x, batch included.
-    return (y, aux.reshape(n, -1, aux.shape[-1]) if aux.dim() == 2 else aux), (0, 0 if aux.dim() == 2 else None)
+    call = dict(args, x=args["x"].movedim(dims["x"], 0))
+    y, aux = torch.ops.mlpbench.linear_act.default(*call.values())
+    aux, aux_dim = _aux_out(aux, info.batch_size)
+    return (y, aux), (0, aux_dim)
 
 
 @torch.library.register_vmap("mlpbench::mlp")
-def _mlp_vmap(info, in_dims, x, weights, biases, *args):
-    *act, p, seed, offset = args
-    _check_unbatched_seed(in_dims, 10, "mlp")
-    op = torch.ops.mlpbench.mlp.default
-    n = info.batch_size
-    unbatched_params = all(d is None for d in (*(in_dims[1] or ()), *(in_dims[2] or ())))
-    if unbatched_params and (info.randomness == "different" or p == 0.0):
-        y, hidden, aux = op(x.movedim(in_dims[0], 0), weights, biases, *act, p, seed, offset)
-    else:
-        # Batched parameters, or one mask for every sample: a call per sample
-        # (with 'different', each sample's layers at offsets of their own).
-        def sample(t, dim, i):
-            return t if dim is None else t.select(dim, i)
-        calls = []
-        for i in range(n):
-            xi = sample(x, in_dims[0], i)
-            wi = [sample(w, d, i) for w, d in zip(weights, in_dims[1] or [None] * len(weights))]
-            bi = [sample(b, d, i) for b, d in zip(biases, in_dims[2] or [None] * len(biases))]
-            step = len(weights) * i if info.randomness == "different" else 0
-            calls.append(op(xi, wi, bi, *act, p, seed, offset + step))
+def _mlp_vmap(info, in_dims, *args):
+    dims, args = _vmap_rule("mlp")(in_dims, args)
+    _check_unbatched_seed(dims, "mlp")
+    params_batched = any(d is not None for d in (*(dims["weights"] or ()), *(dims["biases"] or ())))
+    if params_batched or (info.randomness == "same" and args["dropout_p"] > 0.0):
+        # Each sample's layers at offsets of their own ('different').
+        calls = _per_sample("mlp", info, dims, args, len(args["weights"]))
         y = torch.stack([c[0] for c in calls])
         hidden = [torch.stack(h) for h in zip(*(c[1] for c in calls))]
         aux = [torch.stack(a) for a in zip(*(c[2] for c in calls))]
         return (y, hidden, [a if a.dim() > 1 else a[0] for a in aux]), (
             0, [0] * len(hidden), [0 if a.dim() > 1 else None for a in aux])
-    aux_dims = [0 if a.dim() == 2 else None for a in aux]
-    aux = [a.reshape(n, -1, a.shape[-1]) if a.dim() == 2 else a for a in aux]
-    return (y, hidden, aux), (0, [0] * len(hidden), aux_dims)
+    call = dict(args, x=args["x"].movedim(dims["x"], 0))
+    y, hidden, aux = torch.ops.mlpbench.mlp.default(*call.values())
+    aux, aux_dims = zip(*(_aux_out(a, info.batch_size) for a in aux)) if aux else ((), ())
+    return (y, hidden, list(aux)), (0, [0] * len(hidden), list(aux_dims))
 
 
 # Autograd and the meta kernels are registered in C++ (csrc/autograd.cpp,

@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import SIMD_LEVELS
+from mlpbench import _C
+
 # Real MNIST for the tests that use it: the shared copy beside the checkout,
 # unless MLPBENCH_DATA already says where it is.
 _SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -18,3 +21,12 @@ def _true_float32_matmul():
     torch.backends.cuda.matmul.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32 = old
+
+
+
+@pytest.fixture(params=SIMD_LEVELS)
+def level(request):
+    """Runs the test at each instruction-set level this CPU has."""
+    _C.set_simd_level(request.param)
+    yield request.param
+    _C.set_simd_level(_C.best_simd_level())

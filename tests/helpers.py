@@ -6,7 +6,13 @@ import sys
 import pytest
 import torch
 
+from mlpbench import _C
+
 CUDA = torch.cuda.is_available()
+
+# The CPU kernels' instruction-set levels, lowest first, and those this CPU runs.
+SIMD_ORDER = ["baseline", "avx2", "avx512", "avx512_bf16"]
+SIMD_LEVELS = SIMD_ORDER[: SIMD_ORDER.index(_C.best_simd_level()) + 1]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
 
 # Every differentiable activation, with the keyword arguments that select it.

@@ -26,10 +26,11 @@ def test_maxout_nan_in_any_piece_is_nan(pieces, device):
     """A NaN in any piece makes the unit NaN (stock amax/max does), including
     a NaN made by inf * 0 in the product."""
     eye = torch.eye(pieces, dtype=torch.float64, device=device)
+    x = torch.ones(1, pieces, dtype=torch.float64, device=device)
     for nan_piece in range(pieces):
-        x = torch.ones(1, pieces, dtype=torch.float64, device=device)
-        x[0, nan_piece] = NAN
-        y = ops.linear_act(x, eye, None, "maxout", pieces=pieces)
+        bias = torch.zeros(pieces, dtype=torch.float64, device=device)
+        bias[nan_piece] = NAN  # that piece alone is NaN
+        y = ops.linear_act(x, eye, bias, "maxout", pieces=pieces)
         assert y.isnan().all(), (nan_piece, y)
     x = torch.tensor([[INF, 1.0]], device=device)
     w = torch.tensor([[0.0, 1.0], [1.0, 0.0]], device=device)  # piece 0: inf * 0 + 1 = NaN
@@ -170,7 +171,7 @@ def test_modules_check_everything_at_construction():
     with pytest.raises(TypeError, match="FusedLinear: pieces must be an int, got float"):
         mnn.FusedLinear(4, 3, "maxout", pieces=2.7)
     for fused in (False, True):
-        with pytest.raises(ValueError, match=r"MLP: pieces \(maxout's k\) must be in \[1, 255\]"):
+        with pytest.raises(ValueError, match=r"MLP: pieces must be an int in \[1, 255\]"):
             MLP([4, 3, 2], "maxout", pieces=0, fused=fused)
 
 

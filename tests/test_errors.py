@@ -17,12 +17,12 @@ def t(request):
 
 
 def test_shape_mismatch(t):
-    with pytest.raises(ValueError, match=r"x's last dimension \(12\) must equal weight's in_features \(13\)"):
+    with pytest.raises(ValueError, match=r"linear_act: weight takes 13 inputs, but x has 12 features"):
         ops.linear_act(t(4, 12), t(5, 13))
 
 
 def test_dtype_mismatch(t):
-    with pytest.raises(TypeError, match="x and weight must have the same dtype"):
+    with pytest.raises(TypeError, match="weight must have x's dtype Float, got Double"):
         ops.linear_act(t(4, 13), t(5, 13, dtype=torch.float64))
 
 
@@ -41,7 +41,7 @@ def test_weight_not_2d(t):
 
 
 def test_bias_shape(t):
-    with pytest.raises(ValueError, match="bias must be 1-D with weight.shape\\[0\\] = 5"):
+    with pytest.raises(ValueError, match=r"bias must be 1-D with 5 elements \(one per row of weight\)"):
         ops.linear_act(t(4, 13), t(5, 13), t(4))
 
 
@@ -55,9 +55,9 @@ def test_unknown_activation(t):
 
 
 def test_maxout_rows_not_divisible(t):
-    with pytest.raises(ValueError, match="pieces=3 needs weight rows divisible by pieces, got 10"):
+    with pytest.raises(ValueError, match="weight has 10 rows, not a multiple of maxout's pieces=3"):
         ops.linear_act(t(4, 13), t(10, 13), None, "maxout", pieces=3)
-    with pytest.raises(ValueError, match=r"pieces \(maxout's k\) must be in \[1, 255\]"):
+    with pytest.raises(ValueError, match=r"pieces must be an int in \[1, 255\]"):
         ops.linear_act(t(4, 13), t(10, 13), None, "maxout", pieces=0)
 
 
@@ -73,5 +73,5 @@ def test_bad_parameters(t):
 def test_cuda_device_mismatch():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    with pytest.raises(ValueError, match="x and weight must be on the same device"):
+    with pytest.raises(ValueError, match="weight must be on x's device cpu, got cuda:0"):
         ops.linear_act(torch.randn(4, 13), torch.randn(5, 13, device="cuda"))

@@ -81,9 +81,9 @@ def test_only_requested_gradients_are_computed(device):
     assert x.grad is None and b.grad is None
     assert w.grad is not None and w.grad.shape == w.shape
     # The backward op returns empty tensors for what was not asked.
-    y, _ = torch.ops.mlpbench.linear_act(x, w, b, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0)
+    y, _ = torch.ops.mlpbench.linear_act(x, w, b, "relu", 0.0, None, 0)
     gx, gw, gb = torch.ops.mlpbench.linear_act_backward(
-        torch.ones_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0, [False, True, False])
+        torch.ones_like(y), x, w, y, "relu", 0.0, None, 0, [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
 
 
@@ -169,13 +169,15 @@ def test_python_entry_points_match_torch_ops(device):
     """mlpbench.ops calls _C's entry points outside torch.compile: the same
     dispatcher call as torch.ops.mlpbench.*, so the same results."""
     x, w, b = make_linear(13, 5, "gelu", {}, dtype=torch.float32, device=device)
-    args = (x, w, b, "gelu", 0.01, 1.0, "none", 1, 0.3, torch.tensor(7), 2)
-    for got, want in zip(_C.linear_act(*args), torch.ops.mlpbench.linear_act(*args)):
+    args = (x, w, b, "gelu(approximate='tanh')", 0.3, torch.tensor(7), 2)
+    entry = _C.entry("linear_act")
+    for got, want in zip(entry(*args), torch.ops.mlpbench.linear_act(*args)):
         assert torch.equal(got, want)
-    assert torch.equal(_C.activation(x, "elu", 0.01, 0.5, "none"),
-                       torch.ops.mlpbench.activation(x, "elu", 0.01, 0.5, "none"))
+    assert torch.equal(_C.entry("activation")(x, "elu(alpha=0.5)"),
+                       torch.ops.mlpbench.activation(x, "elu(alpha=0.5)"))
     seed = torch.tensor(5)
-    assert torch.equal(_C.dropout(x, 0.4, seed, 9), torch.ops.mlpbench.dropout(x, 0.4, seed, 9))
+    assert torch.equal(_C.entry("dropout")(x, 0.4, seed, 9),
+                       torch.ops.mlpbench.dropout(x, 0.4, seed, 9))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -230,8 +232,7 @@ def test_maxout_ties_go_to_the_first_piece(device, pieces):
     w = torch.randn(4, 5, dtype=torch.float64, device=device).repeat_interleave(pieces, 0)
     b = torch.randn(4, dtype=torch.float64, device=device).repeat_interleave(pieces)
     w.requires_grad_()
-    y, arg = torch.ops.mlpbench.linear_act(x, w, b, "maxout", 0.01, 1.0, "none", pieces, 0.0, None,
-                                           0)
+    y, arg = torch.ops.mlpbench.linear_act(x, w, b, f"maxout(pieces={pieces})", 0.0, None, 0)
     assert torch.equal(arg, torch.zeros_like(arg))
     torch.testing.assert_close(y, F.linear(x, w[::pieces], b[::pieces]))
     (gw,) = torch.autograd.grad(y, w, torch.ones_like(y))

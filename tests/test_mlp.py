@@ -195,7 +195,7 @@ def test_bad_input_names_the_layer_and_argument(device):
         ops.mlp(x, bad, None)
     with pytest.raises(ValueError, match=r"layer 0: weights\[0\] takes 6 inputs, but x has 5 features"):
         ops.mlp(x[..., :5], weights, None)
-    with pytest.raises(TypeError, match=r"layer 2: weights\[2\] is Double but x is Float"):
+    with pytest.raises(TypeError, match=r"layer 2: weights\[2\] must have x's dtype Float, got Double"):
         ops.mlp(x, [weights[0], weights[1], weights[2].double()], None)
     with pytest.raises(ValueError, match=r"layer 1: biases\[1\] must be 1-D with 5 elements"):
         ops.mlp(x, weights, [biases[0], biases[1][:3], biases[2]])
@@ -204,7 +204,7 @@ def test_bad_input_names_the_layer_and_argument(device):
     with pytest.raises(TypeError, match="mlp: weights must be a list of tensors, got Tensor"):
         ops.mlp(x, weights[0], None)
     if device == "cuda":
-        with pytest.raises(ValueError, match=r"layer 1: weights\[1\] is on cpu but x is on cuda"):
+        with pytest.raises(ValueError, match=r"layer 1: weights\[1\] must be on x's device cuda:0, got cpu"):
             ops.mlp(x, [weights[0], weights[1].cpu(), weights[2]], None)
 
 
@@ -216,8 +216,8 @@ def test_opcheck(act, device):
         x, weights, biases = _net(3, name, kw, bias, dtype=torch.float32, device=device)
         for t in [x, *weights, *(biases or [])]:
             t.requires_grad_()
-        args = (x, weights, biases or [], name, 0.01, 1.0, "none", kw.get("pieces", 2), "identity",
-                p, torch.tensor(5) if p else None, 0)
+        args = (x, weights, biases or [], ops.activation_spec(name, **kw), "identity", p,
+                torch.tensor(5) if p else None, 0)
         torch.library.opcheck(torch.ops.mlpbench.mlp.default, args)
 
 

@@ -41,7 +41,7 @@ def test_maxout_rows_and_no_bias():
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="in_features must be an int >= 0"):
         mnn.FusedLinear(-1, 3)
-    with pytest.raises(ValueError, match=r"pieces \(maxout's k\) must be in \[1, 255\]"):
+    with pytest.raises(ValueError, match=r"pieces must be an int in \[1, 255\]"):
         mnn.FusedLinear(4, 3, "maxout", pieces=0)
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
         mnn.FusedLinear(4, 3, dropout=1.5)

@@ -4,13 +4,9 @@ import pytest
 import torch
 
 from helpers import DEVICES, GRAD_ACTIVATIONS, act_id, make_linear
+from mlpbench import ops
 
 OPS = torch.ops.mlpbench
-
-
-def _act_args(name, kw):
-    return (name, kw.get("negative_slope", 0.01), kw.get("alpha", 1.0),
-            kw.get("approximate", "none"))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -18,12 +14,12 @@ def _act_args(name, kw):
 @pytest.mark.parametrize("grad", [False, True], ids=["nograd", "grad"])
 def test_linear_act(act, grad, device):
     name, kw = act
-    pieces = kw.get("pieces", 1)
+    spec = ops.activation_spec(name, **kw)
     requires_grad = grad and name != "step"
     for batch, bias, p in (((5,), True, 0.0), ((2, 3), False, 0.0), ((4,), True, 0.25)):
         x, w, b = make_linear(6, 4, name, kw, dtype=torch.float32, device=device, bias=bias,
                               batch=batch, requires_grad=requires_grad)
-        args = (x, w, b, *_act_args(name, kw), pieces, p, torch.tensor(1234) if p else None, 7)
+        args = (x, w, b, spec, p, torch.tensor(1234) if p else None, 7)
         torch.library.opcheck(OPS.linear_act.default, args)
 
 
@@ -34,7 +30,7 @@ def test_activation(act, grad, device):
     name, kw = act
     for shape in ((7,), (3, 5), (2, 3, 4)):
         x = torch.randn(shape, device=device, requires_grad=grad)
-        torch.library.opcheck(OPS.activation.default, (x, *_act_args(name, kw)))
+        torch.library.opcheck(OPS.activation.default, (x, ops.activation_spec(name, **kw)))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -48,9 +44,8 @@ def test_dropout(grad, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_backward_ops(device):
     x, w, _ = make_linear(6, 4, "relu", {}, dtype=torch.float32, device=device)
-    y, aux = OPS.linear_act(x, w, None, "relu", 0.01, 1.0, "none", 1, 0.0, None, 0)
+    y, aux = OPS.linear_act(x, w, None, "relu", 0.0, None, 0)
     torch.library.opcheck(OPS.linear_act_backward.default,
-                          (torch.randn_like(y), x, w, y, "relu", 0.01, 1.0, "none", 1, 0.3,
-                           torch.tensor(5), 0, [True, True, False]))
-    torch.library.opcheck(OPS.activation_backward.default,
-                          (torch.randn_like(y), y, "tanh", 0.01, 1.0, "none"))
+                          (torch.randn_like(y), x, w, y, "relu", 0.3, torch.tensor(5), 0,
+                           [True, True, False]))
+    torch.library.opcheck(OPS.activation_backward.default, (torch.randn_like(y), y, "tanh"))

@@ -13,19 +13,11 @@ import pytest
 import torch
 
 import mlpbench._C as _C
-from helpers import ELEMENTWISE, act_id, act_kwargs
+from helpers import ELEMENTWISE, SIMD_LEVELS, SIMD_ORDER, act_id, act_kwargs
 from mlpbench import ops
 from mlpbench.reference import stock_activation, stock_linear_act
 
-ORDER = ["baseline", "avx2", "avx512", "avx512_bf16"]
-LEVELS = ORDER[: ORDER.index(_C.best_simd_level()) + 1]
 
-
-@pytest.fixture(params=LEVELS)
-def level(request):
-    _C.set_simd_level(request.param)
-    yield request.param
-    _C.set_simd_level(_C.best_simd_level())
 
 
 def _hard_inputs():
@@ -84,12 +76,12 @@ def test_vector_derivatives_against_float64(level, act):
 def test_levels_give_the_same_dropout_mask():
     x = torch.randn(3, 1001)  # rows that start off the 4-element Philox blocks
     masks = {}
-    for lv in LEVELS:
+    for lv in SIMD_LEVELS:
         _C.set_simd_level(lv)
         masks[lv] = ops.dropout(x, 0.4, seed=123456789, offset=7) != 0
     _C.set_simd_level(_C.best_simd_level())
-    for lv in LEVELS:
-        assert torch.equal(masks[lv], masks[LEVELS[0]]), lv
+    for lv in SIMD_LEVELS:
+        assert torch.equal(masks[lv], masks[SIMD_LEVELS[0]]), lv
 
 
 def test_vector_philox_matches_the_scalar_generator(level):
@@ -130,7 +122,7 @@ def test_set_simd_level_rejects_unknown_names():
 
 def test_set_simd_level_never_exceeds_the_cpu():
     _C.set_simd_level("avx512")
-    assert ORDER.index(_C.simd_level()) <= ORDER.index(_C.best_simd_level())
+    assert SIMD_ORDER.index(_C.simd_level()) <= SIMD_ORDER.index(_C.best_simd_level())
     _C.set_simd_level(_C.best_simd_level())
 
 

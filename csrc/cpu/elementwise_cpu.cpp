@@ -1,12 +1,12 @@
 // CPU kernels of the standalone elementwise ops: activation (forward and
 // backward, the same functors as linear_act) and dropout, vectorised through
 // Pack<T> and run with the best instruction set the CPU has (simd_dispatch).
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../checks.h"
+#include "../kernel_common.h"
 #include "../op_args.h"
 #include "vec_loops.h"
 
@@ -21,13 +21,13 @@ constexpr int64_t kGrainCheap = 32768, kGrainExp = 8192;
 
 int64_t grain(Cost cost) { return cost == Cost::Exp ? kGrainExp : kGrainCheap; }
 
-at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double negative_slope,
-                          double alpha, c10::string_view approximate) {
-  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
-  check_float_tensor("activation", "x", x);
+void activation_cpu(OpCall& c) {
+  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "activation_cpu", [&] {
+  MLPB_DISPATCH_CPU(x.scalar_type(), "activation_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, xc.numel(), grain(act_info(spec.act).forward_cost), [&](int64_t begin, int64_t end) {
@@ -39,20 +39,21 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view name, double neg
       });
     });
   });
-  return y;
+  c.returns(std::move(y));
 }
 
-at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved,
-                                   c10::string_view name, double negative_slope, double alpha,
-                                   c10::string_view approximate) {
-  const char* op = "activation_backward";
-  const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
+void activation_backward_cpu(OpCall& c) {
+  const char* op = c.op();
+  const ActSpec spec = parse_elementwise(op, "activation", c.text("activation"));
+  const at::Tensor& grad_y = c.tensor("grad_y");
+  const at::Tensor& saved = c.tensor("saved");
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  check_like_grad(op, grad_y, saved);
+  check_like_x(op, "saved", saved, grad_y);
+  check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, g.scalar_type(), "activation_backward_cpu", [&] {
+  MLPB_DISPATCH_CPU(g.scalar_type(), "activation_backward_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
     scalar_t* out = gx.mutable_data_ptr<scalar_t>();
@@ -66,16 +67,19 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_y, const at::Tensor& s
       });
     });
   });
-  return gx;
+  c.returns(std::move(gx));
 }
 
-at::Tensor dropout_cpu(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
-                       int64_t offset) {
-  const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
-  check_float_tensor("dropout", "x", x);
+void dropout_cpu(OpCall& c) {
+  const double p = checked_probability(c.op(), c.real("p"));
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  check_seed(c.op(), p, seed);
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
+  const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "dropout_cpu", [&] {
+  MLPB_DISPATCH_CPU(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, xc.numel(), kGrainCheap, [&](int64_t begin, int64_t end) {
@@ -89,15 +93,15 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, const std::optional<at::Te
       });
     });
   });
-  return y;
+  c.returns(std::move(y));
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
-  m.impl("activation", &activation_cpu);
-  m.impl("activation_backward", &activation_backward_cpu);
-  m.impl("dropout", &dropout_cpu);
+  m.impl("activation", boxed<&activation_cpu>());
+  m.impl("activation_backward", boxed<&activation_backward_cpu>());
+  m.impl("dropout", boxed<&dropout_cpu>());
 }
 
 }  // namespace mlpbench::cpu

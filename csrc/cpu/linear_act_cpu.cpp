@@ -11,7 +11,6 @@
 // act'(saved), in chunks of rows; each chunk also sums its columns into a
 // partial bias gradient, and the partials are added in chunk order, so
 // grad_bias does not depend on the thread count. Then the two matrix products.
-#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -173,12 +172,12 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
   if (n > 0 && out_cols > 0) {
     const at::Tensor w = weight.contiguous();
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "linear_act_cpu", [&] {
+    MLPB_DISPATCH_CPU(x.scalar_type(), "linear_act_cpu", [&] {
       forward_impl<scalar_t>(call, x2, w, b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
                              y, aux);
     });
   }
-  return {y.view(call.y_sizes), aux};
+  return {LinearActCall::shaped(y, call.y_sizes), aux};
 }
 
 namespace {
@@ -286,7 +285,7 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
     at::AutoDispatchBelowADInplaceOrView guard;
     for (int64_t i = begin; i < end; ++i) {
       if (i == 0) {
-        gx = at::mm(grad_pre, weight).view(x.sizes());
+        gx = LinearActCall::shaped(at::mm(grad_pre, weight), x.sizes());
       } else {
         gw = at::mm(grad_pre.t(), call.x2);
       }
@@ -295,13 +294,74 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
   return {gx, gw};
 }
 
+// Backward's elementwise pass for one dtype: grad_pre = grad_y * dropout *
+// act'(saved) (maxout: each unit's gradient to its winning piece), in chunks
+// of rows fixed by the shape alone; each chunk also sums its columns into a
+// partial bias gradient (in float for bfloat16), so that grad_bias does not
+// depend on the thread count.
+template <typename T>
+struct GradPrePass {
+  using S = at::opmath_type<T>;
+  const LinearActCall& call;
+  const T* gy;
+  const T* saved;       // y or the pre-activation; null where not read
+  const uint8_t* arg;   // maxout's winning pieces, else null
+  T* gp;                // null for the identity without dropout (grad_pre is gy)
+  S* partial;           // (chunks, out_rows) bias partial sums, or null
+  int64_t chunk;        // rows per chunk
+
+  int64_t chunks() const { return (call.n + chunk - 1) / chunk; }
+
+  // grad_pre and the bias partial sums of chunk c.
+  template <typename P, typename ActFn> void run_chunk(const ActFn& act, int64_t c) const {
+    const int64_t out_rows = call.out_rows, out_cols = call.out_cols;
+    const int64_t r0 = c * chunk, r1 = std::min(call.n, r0 + chunk);
+    const DropoutMask* mask = call.dropout() ? &call.mask : nullptr;
+    if (arg) {
+      for (int64_t r = r0; r < r1; ++r) {
+        maxout_grad_row(mask, static_cast<uint64_t>(r) * out_cols, out_cols, call.spec().pieces,
+                        gy + r * out_cols, arg + r * out_cols, gp + r * out_rows);
+      }
+    } else if (gp) {
+      const int64_t start = r0 * out_cols;
+      grad_pre_span<P>(act, mask, start, (r1 - r0) * out_cols, gy + start,
+                       saved ? saved + start : nullptr, gp + start);
+    }
+    if (partial) {
+      const T* rows = gp ? gp : gy;
+      column_sums<P>(rows + r0 * out_rows, (r1 - r0) * out_rows, out_rows, partial + c * out_rows);
+    }
+  }
+
+  void run() const {
+    at::parallel_for(0, chunks(), 1, [&](int64_t c0, int64_t c1) {
+      simd::simd_dispatch([&](auto lanes) {
+        using P = Pack<T, decltype(lanes)>;
+        with_activation<typename P::V>(call.spec(), [&](auto act) {
+          for (int64_t c = c0; c < c1; ++c) run_chunk<P>(act, c);
+        });
+      });
+    });
+  }
+
+  // The chunks' partial sums added in chunk order, in double: the same sum
+  // for any thread count.
+  void finish_bias(T* gbias) const {
+    for (int64_t j = 0; j < call.out_rows; ++j) {
+      double sum = 0;
+      for (int64_t c = 0; c < chunks(); ++c) sum += partial[c * call.out_rows + j];
+      gbias[j] = static_cast<T>(sum);
+    }
+  }
+};
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
     const LinearActCall& call, const at::Tensor& grad_y, const at::Tensor& x,
     const at::Tensor& weight, const at::Tensor& saved, std::array<bool, 3> output_mask) {
   const ActSpec& spec = call.spec();
-  const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
+  const int64_t n = call.n, out_rows = call.out_rows;
   const at::Tensor gy = call.as_y_rows(grad_y);
   const bool maxout = spec.act == Act::Maxout;
   const bool uses_saved = act_info(spec.act).saves != Saves::Nothing;
@@ -312,56 +372,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
   at::Tensor gp = passthrough ? gy : new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (output_mask[2] && n == 0) gbias.zero_();
-  if (n > 0 && out_cols > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "linear_act_backward_cpu", [&] {
+  if (n > 0 && call.out_cols > 0) {
+    MLPB_DISPATCH_CPU(x.scalar_type(), "linear_act_backward_cpu", [&] {
       using T = scalar_t;
-      const T* gyp = gy.const_data_ptr<T>();
-      const T* svp = uses_saved && !maxout ? sv.const_data_ptr<T>() : nullptr;
-      const uint8_t* argp = maxout ? sv.const_data_ptr<uint8_t>() : nullptr;
-      T* gpp = passthrough ? nullptr : gp.mutable_data_ptr<T>();
-      const T* sums_of = passthrough ? gyp : gpp;
-      const DropoutMask* mask = call.dropout() ? &call.mask : nullptr;
-      // Chunks of rows fixed by the shape alone, each with its partial bias sum.
       const int64_t chunk = rows_per_chunk(out_rows);
-      const int64_t chunks = (n + chunk - 1) / chunk;
-      using S = at::opmath_type<T>;  // partial sums in float for bfloat16
-      at::Tensor partial = at::empty({output_mask[2] ? chunks : 0, out_rows},
+      using S = at::opmath_type<T>;
+      at::Tensor partial = at::empty({output_mask[2] ? (n + chunk - 1) / chunk : 0, out_rows},
                                      x.options().dtype(c10::CppTypeToScalarType<S>::value));
-      S* partp = partial.mutable_data_ptr<S>();
-      at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-        simd::simd_dispatch([&](auto lanes) {
-          using P = Pack<T, decltype(lanes)>;
-          with_activation<typename P::V>(spec, [&](auto act) {
-            for (int64_t c = c0; c < c1; ++c) {
-              const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
-              if (maxout) {
-                for (int64_t r = r0; r < r1; ++r) {
-                  maxout_grad_row(mask, static_cast<uint64_t>(r) * out_cols, out_cols,
-                                  spec.pieces, gyp + r * out_cols, argp + r * out_cols,
-                                  gpp + r * out_rows);
-                }
-              } else if (!passthrough) {
-                const int64_t start = r0 * out_cols;
-                grad_pre_span<P>(act, mask, start, (r1 - r0) * out_cols, gyp + start,
-                                 svp ? svp + start : nullptr, gpp + start);
-              }
-              if (partp) {
-                column_sums<P>(sums_of + r0 * out_rows, (r1 - r0) * out_rows, out_rows,
-                               partp + c * out_rows);
-              }
-            }
-          });
-        });
-      });
-      if (output_mask[2]) {
-        // Chunk partials in order, in double: the same sum for any thread count.
-        T* gb = gbias.mutable_data_ptr<T>();
-        for (int64_t j = 0; j < out_rows; ++j) {
-          double sum = 0;
-          for (int64_t c = 0; c < chunks; ++c) sum += partp[c * out_rows + j];
-          gb[j] = static_cast<T>(sum);
-        }
-      }
+      const GradPrePass<T> pass{call,
+                                gy.const_data_ptr<T>(),
+                                uses_saved && !maxout ? sv.const_data_ptr<T>() : nullptr,
+                                maxout ? sv.const_data_ptr<uint8_t>() : nullptr,
+                                passthrough ? nullptr : gp.mutable_data_ptr<T>(),
+                                output_mask[2] ? partial.mutable_data_ptr<S>() : nullptr,
+                                chunk};
+      pass.run();
+      if (output_mask[2]) pass.finish_bias(gbias.mutable_data_ptr<T>());
     });
   } else if (n > 0 && !passthrough) {
     gp.zero_();
@@ -371,8 +397,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
 }
 
 TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
-  m.impl("linear_act", &linear_act_op<&linear_act_forward>);
-  m.impl("linear_act_backward", &linear_act_backward_op<&linear_act_backward>);
+  m.impl("linear_act", boxed<&linear_act_op<&linear_act_forward>>());
+  m.impl("linear_act_backward", boxed<&linear_act_backward_op<&linear_act_backward>>());
 }
 
 }  // namespace mlpbench::cpu

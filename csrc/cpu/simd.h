@@ -403,10 +403,8 @@ template <> MLPB_TARGET_AVX512 inline Mask<16> keeps<16>(VecTypes<16>::U w, uint
 }
 #endif
 
-// Dropout of W values: v / keep_prob where kept, v * 0 where dropped (0, or
-// NaN for a NaN or infinite v, as stock's v * mask; the lanes past count <= W
-// are dropped). Dividing, as the CUDA kernels do, rather than multiplying by
-// a rounded 1 / keep_prob keeps the devices' results equal.
+// Dropout of W values (philox.h: dropout_value); the lanes past count <= W
+// are dropped.
 template <int W>
 inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
                                 VFloatT<W> v, float keep_prob) {
@@ -416,7 +414,7 @@ inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t t
   } else {
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
-  return m_select(keeps<W>(w, threshold), v / VFloatT<W>(keep_prob), v * VFloatT<W>(0.0f));
+  return dropout_value(keeps<W>(w, threshold), v, VFloatT<W>(keep_prob));
 }
 
 // ---- bfloat16 <-> float ----

@@ -2,10 +2,10 @@
 // backward, the functors of csrc/activations.h) and dropout (the Philox
 // mapping of csrc/philox.h, so masks equal the CPU's bit for bit).
 // Grid-stride loops; each thread moves 16 bytes per access where aligned.
-#include <ATen/Dispatch.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../checks.h"
+#include "../kernel_common.h"
 #include "../op_args.h"
 #include "cuda_common.cuh"
 
@@ -62,17 +62,17 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
   }
 }
 
-at::Tensor activation_cuda(const at::Tensor& x, c10::string_view name, double negative_slope,
-                           double alpha, c10::string_view approximate) {
-  const ActSpec spec = parse_elementwise("activation", name, negative_slope, alpha, approximate);
-  check_float_tensor("activation", "x", x);
+void activation_cuda(OpCall& c) {
+  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
   const int64_t n = xc.numel();
-  if (n == 0) return y;
+  if (n == 0) return c.returns(std::move(y));
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "activation_cuda", [&] {
+  MLPB_DISPATCH_CUDA(x.scalar_type(), "activation_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
@@ -87,24 +87,25 @@ at::Tensor activation_cuda(const at::Tensor& x, c10::string_view name, double ne
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return y;
+  c.returns(std::move(y));
 }
 
-at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved,
-                                    c10::string_view name, double negative_slope, double alpha,
-                                    c10::string_view approximate) {
-  const char* op = "activation_backward";
-  const ActSpec spec = parse_elementwise(op, name, negative_slope, alpha, approximate);
+void activation_backward_cuda(OpCall& c) {
+  const char* op = c.op();
+  const ActSpec spec = parse_elementwise(op, "activation", c.text("activation"));
+  const at::Tensor& grad_y = c.tensor("grad_y");
+  const at::Tensor& saved = c.tensor("saved");
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  check_like_grad(op, grad_y, saved);
+  check_like_x(op, "saved", saved, grad_y);
+  check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
   const int64_t n = g.numel();
-  if (n == 0) return gx;
+  if (n == 0) return c.returns(std::move(gx));
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "activation_backward_cuda", [&] {
+  MLPB_DISPATCH_CUDA(g.scalar_type(), "activation_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
@@ -120,20 +121,23 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_y, const at::Tensor& 
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return gx;
+  c.returns(std::move(gx));
 }
 
-at::Tensor dropout_cuda(const at::Tensor& x, double p, const std::optional<at::Tensor>& seed,
-                        int64_t offset) {
-  const DropoutMask mask = parse_dropout("dropout", p, seed, offset);
-  check_float_tensor("dropout", "x", x);
+void dropout_cuda(OpCall& c) {
+  const double p = checked_probability(c.op(), c.real("p"));
+  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  check_seed(c.op(), p, seed);
+  const at::Tensor& x = c.tensor("x");
+  check_float_tensor(c.op(), "x", x);
+  const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
   const int64_t n = xc.numel();
-  if (n == 0) return y;
+  if (n == 0) return c.returns(std::move(y));
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dropout_cuda", [&] {
+  MLPB_DISPATCH_CUDA(x.scalar_type(), "dropout_cuda", [&] {
     const scalar_t* in = xc.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     const int bytes = 4 * sizeof(scalar_t);
@@ -145,15 +149,15 @@ at::Tensor dropout_cuda(const at::Tensor& x, double p, const std::optional<at::T
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return y;
+  c.returns(std::move(y));
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, CUDA, m) {
-  m.impl("activation", &activation_cuda);
-  m.impl("activation_backward", &activation_backward_cuda);
-  m.impl("dropout", &dropout_cuda);
+  m.impl("activation", boxed<&activation_cuda>());
+  m.impl("activation_backward", boxed<&activation_backward_cuda>());
+  m.impl("dropout", boxed<&dropout_cuda>());
 }
 
 }  // namespace mlpbench::cuda

@@ -8,7 +8,6 @@
 // mask regenerated) and the bias gradient (a column reduction finished by the
 // last block of each column tile, in a fixed order: deterministic), then the
 // two products through cuBLAS.
-#include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
@@ -94,11 +93,59 @@ constexpr int kTileY = 8;               // threads across rows
 constexpr int kColsPerThread = 4;
 constexpr int kTileCols = kTileX * kColsPerThread;
 
+// The bias gradient of grad_pre_kernel's column tile: each block writes its
+// column sums (over its kTileY row lanes, in a fixed order) to partial[by];
+// the last block of the tile to finish adds every row block's partials, row
+// lane ty taking row blocks ty, ty + kTileY, ..., then the lanes in order.
+// The order depends only on the grid, so the result is deterministic.
+template <typename T>
+__device__ void finish_bias_tile(const at::opmath_type<T> (&sum)[kColsPerThread], int64_t out_rows,
+                                 at::opmath_type<T>* partial, unsigned* tile_done, T* gbias) {
+  using acc_t = at::opmath_type<T>;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c0 = (int64_t(blockIdx.x) * kTileX + tx) * kColsPerThread;
+  __shared__ acc_t tile[kTileY][kTileCols];
+  __shared__ bool last;
+#pragma unroll
+  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = sum[l];
+  __syncthreads();
+  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
+    acc_t s = 0;
+    for (int k = 0; k < kTileY; ++k) s += tile[k][j];
+    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
+    if (c < out_rows) partial[int64_t(blockIdx.y) * out_rows + c] = s;
+  }
+  __threadfence();  // partials visible to the block that finishes the tile
+  __syncthreads();
+  if (tx == 0 && ty == 0) last = atomicAdd(&tile_done[blockIdx.x], 1u) == gridDim.y - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const volatile acc_t* part = partial;
+  acc_t s[kColsPerThread] = {};
+  for (unsigned b = ty; b < gridDim.y; b += kTileY) {
+#pragma unroll
+    for (int l = 0; l < kColsPerThread; ++l) {
+      const int64_t c = c0 + l;
+      if (c < out_rows) s[l] += part[int64_t(b) * out_rows + c];
+    }
+  }
+#pragma unroll
+  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = s[l];
+  __syncthreads();
+  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
+    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
+    if (c >= out_rows) continue;
+    acc_t sum_c = 0;
+    for (int k = 0; k < kTileY; ++k) sum_c += tile[k][j];
+    gbias[c] = static_cast<T>(sum_c);
+  }
+}
+
 // grad_pre and grad_bias. Thread (tx, ty) of block (bx, by) owns grad_pre
 // columns c = (bx * kTileX + tx) * 4 + l and rows by*kTileY + ty, stepping by
 // gridDim.y * kTileY. Column c belongs to output unit c / pieces (piece
-// c % pieces; pieces = 1 but for maxout). Bias partial sums go to
-// partial[by][c]; the last block of each column tile to finish sums them.
+// c % pieces; pieces = 1 but for maxout). The bias gradient: finish_bias_tile.
 template <typename T, typename ActFn, bool kDropout>
 __global__ void __launch_bounds__(kTileX * kTileY)
 grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t rows,
@@ -136,48 +183,7 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
       sum[l] += v;
     }
   }
-  if (gbias == nullptr) return;
-
-  __shared__ acc_t tile[kTileY][kTileCols];
-  __shared__ bool last;
-#pragma unroll
-  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = sum[l];
-  __syncthreads();
-  // Column sums of this block, over its kTileY row lanes, in a fixed order.
-  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
-    acc_t s = 0;
-    for (int k = 0; k < kTileY; ++k) s += tile[k][j];
-    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
-    if (c < out_rows) partial[int64_t(blockIdx.y) * out_rows + c] = s;
-  }
-  __threadfence();  // partials visible to the block that finishes the tile
-  __syncthreads();
-  if (tx == 0 && ty == 0) last = atomicAdd(&tile_done[blockIdx.x], 1u) == gridDim.y - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  // The last block adds the partials of every row block: row lane ty takes
-  // row blocks ty, ty + kTileY, ...; then the lanes are added in order. The
-  // order depends only on the grid, so the result is deterministic.
-  const volatile acc_t* part = partial;
-  acc_t s[kColsPerThread] = {};
-  for (unsigned b = ty; b < gridDim.y; b += kTileY) {
-#pragma unroll
-    for (int l = 0; l < kColsPerThread; ++l) {
-      const int64_t c = c0 + l;
-      if (c < out_rows) s[l] += part[int64_t(b) * out_rows + c];
-    }
-  }
-#pragma unroll
-  for (int l = 0; l < kColsPerThread; ++l) tile[ty][tx * kColsPerThread + l] = s[l];
-  __syncthreads();
-  for (int j = ty * kTileX + tx; j < kTileCols; j += kTileX * kTileY) {
-    const int64_t c = int64_t(blockIdx.x) * kTileCols + j;
-    if (c >= out_rows) continue;
-    acc_t sum_c = 0;
-    for (int k = 0; k < kTileY; ++k) sum_c += tile[k][j];
-    gbias[c] = static_cast<T>(sum_c);
-  }
+  if (gbias != nullptr) finish_bias_tile<T>(sum, out_rows, partial, tile_done, gbias);
 }
 
 }  // namespace
@@ -205,7 +211,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
     const auto stream = at::cuda::getCurrentCUDAStream();
     const int grid = grid_for((total + 3) / 4);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "linear_act_cuda", [&] {
+    MLPB_DISPATCH_CUDA(x.scalar_type(), "linear_act_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       scalar_t* bp = buf.mutable_data_ptr<scalar_t>();
       scalar_t* yp = y.mutable_data_ptr<scalar_t>();
@@ -238,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
       });
     });
   }
-  return {y.view(call.y_sizes), aux};
+  return {LinearActCall::shaped(y, call.y_sizes), aux};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
@@ -273,7 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
       partial = new_output({row_blocks, out_rows}, x.options().dtype(acc_type));
       tile_done = at::zeros({tiles}, x.options().dtype(at::kInt));
     }
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "linear_act_backward_cuda", [&] {
+    MLPB_DISPATCH_CUDA(x.scalar_type(), "linear_act_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const scalar_t* svp = nullptr;
       const uint8_t* argp = nullptr;
@@ -303,8 +309,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
 }
 
 TORCH_LIBRARY_IMPL(mlpbench, CUDA, m) {
-  m.impl("linear_act", &linear_act_op<&linear_act_forward>);
-  m.impl("linear_act_backward", &linear_act_backward_op<&linear_act_backward>);
+  m.impl("linear_act", boxed<&linear_act_op<&linear_act_forward>>());
+  m.impl("linear_act_backward", boxed<&linear_act_backward_op<&linear_act_backward>>());
 }
 
 }  // namespace mlpbench::cuda

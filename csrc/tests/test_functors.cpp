@@ -53,8 +53,8 @@ int main() {
   // A reference formula for every row of the activation table (maxout: its
   // elementwise part after the max, the identity), with the parameters below.
   ActParams params;
-  params.negative_slope = 0.2;
-  params.alpha = 1.5;
+  params[Param::NegativeSlope] = 0.2;
+  params[Param::Alpha] = 1.5;
   const std::pair<Act, std::function<double(double)>> references[] = {
       {Act::Identity, [](double x) { return x; }},
       {Act::Sigmoid, [](double x) { return 0.5 * (1 + std::tanh(x / 2)); }},
