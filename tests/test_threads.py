@@ -1,9 +1,10 @@
 """Thread counts: 1, 2 and 3 (3 oversubscribes a 2-core machine, which is
 fine). Wherever the code promises results independent of the thread count
-(elementwise ops, dropout masks, the bias gradient's fixed chunk order, the
-backward's products when they run side by side), they equal one thread's bit
-for bit; elsewhere (ATen's own threaded products) they agree within float
-tolerance."""
+(elementwise ops, dropout masks, the bias gradient's fixed chunk order),
+they equal one thread's bit for bit; the products (BLAS's, threaded or run
+side by side one thread each) agree within float tolerance: MKL may pick
+another kernel inside a parallel region than at one thread (seen on a
+Sapphire Rapids machine), so their bits are not promised."""
 
 import pytest
 import torch
@@ -51,9 +52,8 @@ def test_linear_act_across_thread_counts(shape):
     """grad_bias sums fixed chunks in a fixed order: the same bits at any
     thread count. The two input-gradient products run side by side, one
     thread each, while each thread's share is small (2^24 multiply-adds), or
-    from 2^29 on two threads (linear_act_cpu.cpp): the same single-threaded
-    products as one thread runs, so the same bits; the others are ATen's
-    threaded products, equal within float tolerance."""
+    from 2^29 on two threads (linear_act_cpu.cpp), else one after the other,
+    threaded: either way equal to one thread's within float tolerance."""
     batch, n_in, n_out = shape
     x, w, b = make_linear(n_in, n_out, "gelu", {}, dtype=torch.float32, batch=(batch,),
                           requires_grad=True)
@@ -64,11 +64,8 @@ def test_linear_act_across_thread_counts(shape):
         return (y, *torch.autograd.grad(y, (x, w, b), g))
 
     results = _per_thread_count(run)
-    macs = batch * n_in * n_out
     for n in THREADS[1:]:
         y, gx, gw, gb = results[n]
         assert torch.equal(gb, results[1][3]), n
-        if macs <= (1 << 24) * n or (n == 2 and macs >= 1 << 29):
-            assert torch.equal(gx, results[1][1]) and torch.equal(gw, results[1][2]), n
         for got, want in zip((y, gx, gw), results[1][:3]):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * n_in**0.5)
