@@ -9,7 +9,7 @@ from torch import nn
 from conftest import DEVICES
 from mlpbench import nn as mnn
 from mlpbench import ops
-from mlpbench.memory import saved_tensor_bytes
+from mlpbench.perf.memory import saved_tensor_bytes
 from mlpbench.models import MLP
 
 P = 0.3

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from mlpbench.fair_timing import fair_timing
+from mlpbench.perf.fair_timing import fair_timing
 
 # Fair baselines (see README and mlpbench/fair_timing.py), for stock and
 # fused alike: denormals flushed, one inductor compile thread, freed memory

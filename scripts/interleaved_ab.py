@@ -15,7 +15,7 @@ import time
 import torch
 
 from mlpbench import ops
-from mlpbench.fair_timing import fair_timing
+from mlpbench.perf.fair_timing import fair_timing
 from mlpbench.reference import stock_linear_act
 
 

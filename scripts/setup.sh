@@ -25,5 +25,5 @@ pins=requirements/constraints.txt
 # (--no-build-isolation), so it and the build tools must be there before.
 python -m pip install -q -c "$pins" torch torchvision ninja pybind11 setuptools wheel
 # The kernels: CUDA ones too where torch has CUDA and nvcc is found (setup.py).
-MAX_JOBS=${MAX_JOBS:-$(nproc)} python -m pip install -q -c "$pins" --no-build-isolation -e ".[test]"
+MAX_JOBS=${MAX_JOBS:-$(nproc)} python -m pip install -q -c "$pins" --no-build-isolation -e ".[lecture,test]"
 python -c "import mlpbench, torch; print('mlpbench', mlpbench.__version__, 'built against torch', torch.__version__, '| CUDA kernels:', mlpbench.ops._C.has_cuda())"

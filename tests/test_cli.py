@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from mlpbench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mlpbench.data import MNIST
-from mlpbench.training import Config, _sigint_deferred, batch_starts, train
+from mlpbench.lecture.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mlpbench.lecture.data import MNIST
+from mlpbench.lecture.training import Config, _sigint_deferred, batch_starts, train
 
 REAL_MNIST = pytest.mark.skipif(not os.environ.get("MLPBENCH_DATA"),
                                 reason="real MNIST not available")

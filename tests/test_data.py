@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlpbench import data as mdata
-from mlpbench.data import MNISTDataError, load_mnist, standardize
+from mlpbench.lecture import data as mdata
+from mlpbench.lecture.data import MNISTDataError, load_mnist, standardize
 
 NAMES = list(mdata.SHA256)
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mlpbench.data import MNIST
-from mlpbench.distributed import setup, teardown
-from mlpbench.training import Config, train
+from mlpbench.lecture.data import MNIST
+from mlpbench.lecture.distributed import setup, teardown
+from mlpbench.lecture.training import Config, train
 
 RANKS = 2
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mlpbench import experiments
+from mlpbench.lecture import experiments
 
 
 def test_xor_one_layer_cannot_two_can(tmp_path, capsys):

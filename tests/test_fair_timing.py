@@ -1,4 +1,4 @@
-"""mlpbench.fair_timing: the settings the benchmarks time stock and fused under.
+"""mlpbench.perf.fair_timing: the settings the benchmarks time stock and fused under.
 Each check runs in a fresh interpreter, since the settings are process-wide."""
 
 import subprocess
@@ -18,7 +18,7 @@ def _run(code):
 def test_fair_timing_flushes_denormals_and_keeps_one_compile_thread():
     out = _run("""
         import os, torch
-        from mlpbench.fair_timing import fair_timing
+        from mlpbench.perf.fair_timing import fair_timing
         os.environ.pop("TORCHINDUCTOR_COMPILE_THREADS", None)
         fair_timing()
         print(float(torch.tensor([1e-39]) * 1.0) == 0.0, os.environ["TORCHINDUCTOR_COMPILE_THREADS"])
@@ -34,7 +34,7 @@ def test_keep_freed_memory_spares_the_page_faults_of_repeated_large_tensors(keep
     # aligned blocks do not always fit the last one freed) and then reuses.
     faults = [int(v) for v in _run(f"""
         import resource, torch
-        from mlpbench.fair_timing import keep_freed_memory
+        from mlpbench.perf.fair_timing import keep_freed_memory
         if {keep}:
             keep_freed_memory()
         for _ in range(25):

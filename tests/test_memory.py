@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mlpbench.memory import saved_tensor_bytes
+from mlpbench.perf.memory import saved_tensor_bytes
 from mlpbench.models import MLP
 
 LECTURE_DROPOUT_NET = [784, 256, 256, 256, 10]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpbench import report
-from mlpbench import report_figures as figures
+from mlpbench.perf import figures, report, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +36,8 @@ def test_summary_first_then_details(tmp_path):
 
 
 def test_figures_plot_the_reports_values(tmp_path):
-    groups = report.load(RECORDED, "cpu")
-    s = report.summary(groups, "cpu")
+    groups = summary.load(RECORDED, "cpu")
+    s = summary.summary(groups, "cpu")
     text = report.markdown(groups, "cpu")
     heat = figures.plot_heatmap({k: v for k, v in s["linear_act"].items() if k[0] == "fp32"},
                                 tmp_path / "heat.png", "t")
@@ -63,19 +62,19 @@ def test_figures_plot_the_reports_values(tmp_path):
     assert step
     for group in s["step"]:
         for row, value in step.get(group.name, {}).items():
-            assert value == pytest.approx(report.ratio(group, row, "floor")[0])
+            assert value == pytest.approx(summary.ratio(group, row, "floor")[0])
 
 
 def test_interleaved_times_give_the_ratios():
     """A row that timed stock and floor interleaved with itself takes its
     ratios from those (marked *), not from the rows timed at another moment."""
-    g = report.Group("cpu", "linear_act[256x10, batch 100, relu, fwdbwd]", "linear_act",
+    g = summary.Group("cpu", "linear_act[256x10, batch 100, relu, fwdbwd]", "linear_act",
                      ["256x10", "batch 100", "relu", "fwdbwd"], "fp32",
                      times={"floor": 1.0, "stock": 4.0, "fused": 3.0},
                      beside={"fused": {"stock": 2.0, "floor": 1.5}})
-    assert report.ratio(g, "fused", "stock") == (1.5, True)
-    assert report.ratio(g, "stock", "floor") == (4.0, False)
-    assert report.ratio(g, "fused", "missing") is None
+    assert summary.ratio(g, "fused", "stock") == (1.5, True)
+    assert summary.ratio(g, "stock", "floor") == (4.0, False)
+    assert summary.ratio(g, "fused", "missing") is None
     text = report.details({("cpu", g.name): g}, "cpu")
     assert "| fused | 3000.00 ms | 1.50x* | 2.00x* |" in text
     assert "| stock | 4000.00 ms | 1.00x | 4.00x |" in text
@@ -83,7 +82,7 @@ def test_interleaved_times_give_the_ratios():
 
 def _activation_groups(elu_stock):
     def group(name, times, size="1M"):
-        return report.Group("cpu", f"activation[{name}, {size}]", "activation", [name, size],
+        return summary.Group("cpu", f"activation[{name}, {size}]", "activation", [name, size],
                             "fp32", times=times)
     return {("cpu", n): group(n, t) for n, t in (
         ("relu", {"stock fwd": 1.0, "fused fwd": 1.0}),

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from mlpbench.data import MNIST
-from mlpbench.training import Config, train
+from mlpbench.lecture.data import MNIST
+from mlpbench.lecture.training import Config, train
 
 
 def _synthetic(n_train=600, n_test=200):

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from .report import ratio, summary  # noqa: E402
+from .summary import ratio, summary  # noqa: E402
 
 __all__ = ["plot_heatmap", "plot_relu", "plot_step", "write_figures"]
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import MNIST, load_mnist, standardize
 from .distributed import Context
-from .models import MLP
+from ..models import MLP
 
 __all__ = ["Config", "History", "batch_starts", "evaluate", "make_optimizer", "make_scheduler",
            "train"]
@@ -176,15 +176,27 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
-def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path | None = None,
-          resume: Path | None = None, progress: bool = True, on_epoch=None,
-          context: Context | None = None) -> History:
-    """Train `config` (or continue the checkpoint `resume`), writing
-    checkpoint.pt, then metrics.json and curves.png, to `out` after every
-    epoch (rank 0 only; `context` is the torchrun process group, if any)."""
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """What a training run carries from epoch to epoch."""
 
-    ctx = context or Context()
+    config: Config
+    ctx: Context
+    device: torch.device
+    data: tuple  # train_x, train_y, test_x, test_y on the device
+    model: torch.nn.Module
+    forward: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    shuffle: torch.Generator
+    history: History
+    batches: list  # (start, end) of each global batch
+
+
+def _validated(config: Config, checkpoint, resume, ctx: Context) -> Config:
+    """config, or the checkpoint's with its --epochs raised to config's;
+    ValueError or CheckpointError for what cannot run."""
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
@@ -192,129 +204,168 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs --device cuda (on the CPU use bf16)")
-    checkpoint = load_checkpoint(resume) if resume else None
-    if checkpoint is not None:
-        config = Config(**{**checkpoint["config"], "epochs": max(config.epochs,
-                                                                 checkpoint["config"]["epochs"])})
-        saved_ranks = len(checkpoint["rng"])
-        if saved_ranks != ctx.world_size:
-            raise CheckpointError(f"{resume}: written by {saved_ranks} process(es); resume it "
-                                  f"with as many (this run has {ctx.world_size})")
-    train_x, train_y, test_x, test_y = prepare_data(config, data, data_dir)
-    n, bs = len(train_x), config.batch_size
+    if checkpoint is None:
+        return config
+    saved_ranks = len(checkpoint["rng"])
+    if saved_ranks != ctx.world_size:
+        raise CheckpointError(f"{resume}: written by {saved_ranks} process(es); resume it "
+                              f"with as many (this run has {ctx.world_size})")
+    return Config(**{**checkpoint["config"], "epochs": max(config.epochs,
+                                                           checkpoint["config"]["epochs"])})
+
+
+def _start(config: Config, data, data_dir, ctx: Context) -> _Run:
+    """The model, optimiser, schedule and data of a fresh run, seeded."""
+    device = torch.device(config.device)
+    tensors = prepare_data(config, data, data_dir)
+    n = len(tensors[0])
     if config.batchnorm and n < 2 * ctx.world_size:
         raise ValueError(f"batch norm needs at least 2 training images per process, got {n}")
-
     torch.manual_seed(config.seed)
     model = MLP(config.arch, config.activation, config.dropout, config.init, config.fused,
                 config.batchnorm).to(device)
     if ctx.active:
         torch.manual_seed(config.seed + ctx.rank)  # each rank its own dropout masks
     optimizer = make_optimizer(model.parameters(), config)
-    scheduler = make_scheduler(optimizer, config)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    history = History(asdict(config))
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        shuffle.set_state(checkpoint["shuffle"])
-        _set_rng_state(checkpoint["rng"][ctx.rank], device)
-        history.epochs = checkpoint["epochs"]
+    forward = torch.nn.parallel.DistributedDataParallel(model) if ctx.active else model
+    starts = batch_starts(n, config.batch_size * ctx.world_size, config.batchnorm, ctx.world_size)
     # float16 needs its gradients scaled (bfloat16 has float32's range);
     # disabled, the scaler passes everything through.
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    if checkpoint is not None and checkpoint.get("scaler"):
-        scaler.load_state_dict(checkpoint["scaler"])
-    forward = model
-    if ctx.active:
-        forward = torch.nn.parallel.DistributedDataParallel(model)
-    starts = batch_starts(n, bs * ctx.world_size, config.batchnorm, ctx.world_size)
-    ends = starts[1:] + [n]
+    return _Run(config=config, ctx=ctx, device=device, data=tensors, model=model, forward=forward,
+                optimizer=optimizer, scheduler=make_scheduler(optimizer, config),
+                scaler=torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
+                shuffle=torch.Generator().manual_seed(config.seed), history=History(asdict(config)),
+                batches=list(zip(starts, starts[1:] + [n])))
 
-    for epoch in range(len(history.epochs) + 1, config.epochs + 1):
-        model.train()
+
+def _restore(run: _Run, checkpoint) -> None:
+    """Every state a checkpoint holds, so that the run continues as if uninterrupted."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    run.shuffle.set_state(checkpoint["shuffle"])
+    _set_rng_state(checkpoint["rng"][run.ctx.rank], run.device)
+    run.history.epochs = checkpoint["epochs"]
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool):
+    """One epoch of steps; returns (loss sum, correct, seen) over every rank,
+    or None when the loss stopped being finite (history.diverged says where)."""
+    from tqdm import tqdm
+
+    config, ctx, device = run.config, run.ctx, run.device
+    train_x, train_y = run.data[0], run.data[1]
+    run.model.train()
+    order = torch.randperm(len(train_x), generator=run.shuffle).to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # this rank's
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+
+    def totals():  # (loss sum, correct, seen) over every rank
+        local = torch.stack([loss_sum, correct.double(),
+                             torch.tensor(seen, dtype=torch.float64, device=device)])
+        return ctx.sum(local).tolist()
+
+    bar = tqdm(run.batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
+               disable=not (progress and ctx.is_main), file=sys.stderr)
+    for step, (start, end) in enumerate(bar):
+        idx = ctx.shard(order[start:end])
+        xb, yb = train_x[idx], train_y[idx]
+        with autocast(config):
+            logits = run.forward(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == yb).sum()
+        seen += len(idx)
+        if step % 50 == 0 or step == len(run.batches) - 1:
+            total_loss, total_correct, total_seen = totals()
+            if not math.isfinite(total_loss / total_seen):
+                run.history.diverged = (f"loss became {total_loss / total_seen} at epoch "
+                                        f"{epoch}, step {step}")
+                bar.close()
+                return None
+            bar.set_postfix(loss=f"{total_loss / total_seen:.4f}",
+                            acc=f"{total_correct / total_seen:.4f}")
+    bar.close()
+    return totals()
+
+
+def _record(run: _Run, epoch: int, totals, seconds: float, progress: bool) -> dict:
+    """The epoch's record: its training totals, the test set's loss and
+    accuracy (rank 0 evaluates), the learning rate; the schedule steps."""
+    total_loss, total_correct, total_seen = totals
+    test_x, test_y = run.data[2], run.data[3]
+    test_loss, test_acc = run.ctx.broadcast(
+        list(evaluate(run.model, test_x, test_y, precision=lambda: autocast(run.config)))
+        if run.ctx.is_main else [None, None])
+    if run.scheduler is not None:
+        if run.config.scheduler == "plateau":
+            run.scheduler.step(test_loss)
+        else:
+            run.scheduler.step()
+    record = {"epoch": epoch, "train_loss": total_loss / total_seen,
+              "train_accuracy": total_correct / total_seen,
+              "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds,
+              "lr": run.optimizer.param_groups[0]["lr"]}
+    run.history.epochs.append(record)
+    if progress and run.ctx.is_main:
+        print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f} acc "
+              f"{record['train_accuracy']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+              f"{seconds:.1f} s", file=sys.stderr)
+    return record
+
+
+def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path | None = None,
+          resume: Path | None = None, progress: bool = True, on_epoch=None,
+          context: Context | None = None) -> History:
+    """Train `config` (or continue the checkpoint `resume`), writing
+    checkpoint.pt, then metrics.json and curves.png, to `out` after every
+    epoch (rank 0 only; `context` is the torchrun process group, if any)."""
+    ctx = context or Context()
+    checkpoint = load_checkpoint(resume) if resume else None
+    run = _start(_validated(config, checkpoint, resume, ctx), data, data_dir, ctx)
+    if checkpoint is not None:
+        _restore(run, checkpoint)
+    for epoch in range(len(run.history.epochs) + 1, run.config.epochs + 1):
         start = time.perf_counter()
-        order = torch.randperm(n, generator=shuffle).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # this rank's
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-
-        def totals():  # (loss sum, correct, seen) over every rank
-            local = torch.stack([loss_sum, correct.double(),
-                                 torch.tensor(seen, dtype=torch.float64, device=device)])
-            return ctx.sum(local).tolist()
-
-        bar = tqdm(range(len(starts)), desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=not (progress and ctx.is_main), file=sys.stderr)
-        for step in bar:
-            idx = ctx.shard(order[starts[step]:ends[step]])
-            xb, yb = train_x[idx], train_y[idx]
-            with autocast(config):
-                logits = forward(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            seen += len(idx)
-            if step % 50 == 0 or step == len(starts) - 1:
-                total_loss, total_correct, total_seen = totals()
-                if not math.isfinite(total_loss / total_seen):
-                    history.diverged = (f"loss became {total_loss / total_seen} at epoch {epoch}, "
-                                        f"step {step}")
-                    break
-                bar.set_postfix(loss=f"{total_loss / total_seen:.4f}",
-                                acc=f"{total_correct / total_seen:.4f}")
-        bar.close()
-        if history.diverged:
+        totals = _train_epoch(run, epoch, progress)
+        if totals is None:
             break
-        total_loss, total_correct, total_seen = totals()
-        test_loss, test_acc = ctx.broadcast(
-            list(evaluate(model, test_x, test_y, precision=lambda: autocast(config)))
-            if ctx.is_main else [None, None])
-        if scheduler is not None:
-            scheduler.step(test_loss) if config.scheduler == "plateau" else scheduler.step()
-        record = {"epoch": epoch, "train_loss": total_loss / total_seen,
-                  "train_accuracy": total_correct / total_seen,
-                  "test_loss": test_loss, "test_accuracy": test_acc,
-                  "seconds": time.perf_counter() - start,
-                  "lr": optimizer.param_groups[0]["lr"]}
-        history.epochs.append(record)
-        if progress and ctx.is_main:
-            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f} acc "
-                  f"{record['train_accuracy']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
-                  f"{record['seconds']:.1f} s", file=sys.stderr)
+        record = _record(run, epoch, totals, time.perf_counter() - start, progress)
         if on_epoch is not None:
-            on_epoch(model, record)
+            on_epoch(run.model, record)
         if out is not None:
-            write_outputs(out, history, model, optimizer, scheduler, scaler, shuffle, device, ctx)
-    if out is not None and history.diverged:
-        write_outputs(out, history, model, optimizer, scheduler, scaler, shuffle, device, ctx)
-    history.model = model
-    return history
+            write_outputs(out, run)
+    if out is not None and run.history.diverged:
+        write_outputs(out, run)
+    run.history.model = run.model
+    return run.history
 
 
-def write_outputs(out: Path, history, model, optimizer, scheduler, scaler, shuffle, device,
-                  ctx: Context) -> None:
+def write_outputs(out: Path, run: _Run) -> None:
     """checkpoint.pt first, then metrics.json and curves.png, so that metrics
     never run ahead of the checkpoint; Ctrl-C waits until all are written.
     Every rank sends its random state; rank 0 writes."""
     from .plots import plot_curves
 
-    rng = ctx.gather(_rng_state(device))
-    if not ctx.is_main:
+    rng = run.ctx.gather(_rng_state(run.device))
+    if not run.ctx.is_main:
         return
     out.mkdir(parents=True, exist_ok=True)
+    history = run.history
     with _sigint_deferred():
         save_checkpoint({"config": history.config, "epochs": history.epochs,
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                         "shuffle": shuffle.get_state(), "rng": rng}, out / "checkpoint.pt")
+                         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                         "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+                         "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+                         "shuffle": run.shuffle.get_state(), "rng": rng}, out / "checkpoint.pt")
         metrics = out / "metrics.json"
         metrics.with_name("metrics.json.tmp").write_text(json.dumps(history.to_json(), indent=2))
         os.replace(metrics.with_name("metrics.json.tmp"), metrics)
