@@ -174,7 +174,7 @@ void linear_act_autograd(OpCall& c) {
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
   if (composite) {
     check_linear_act_inputs(c.op(), x, weight, bias, args.spec);
-    check_seed(c.op(), args.dropout_p, seed);
+    check_seed(c.op(), args.dropout_p, seed, x);
     auto [y, aux] = linear_act_composite(x, weight, bias, args, seed);
     return c.returns(std::move(y), std::move(aux));
   }
@@ -252,7 +252,7 @@ void dropout_autograd(OpCall& c) {
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
   if (composite) {
     const double p = checked_probability(c.op(), c.real("p"));
-    check_seed(c.op(), p, seed);
+    check_seed(c.op(), p, seed, x);
     check_float_tensor(c.op(), "x", x);
     return c.returns(dropout_composite(x, p, seed, c.integer("offset")));
   }
@@ -358,7 +358,7 @@ void mlp_autograd(OpCall& c) {
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
   if (composite) {
     check_mlp_inputs(c.op(), x, weights, biases, args);
-    check_seed(c.op(), args.hidden.dropout_p, seed);
+    check_seed(c.op(), args.hidden.dropout_p, seed, x);
     auto [y, hidden, aux] = mlp_composite(x, weights, biases, args, seed);
     return c.returns(std::move(y), std::move(hidden), std::move(aux));
   }

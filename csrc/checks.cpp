@@ -18,16 +18,16 @@ void check_float_tensor(const char* op, const char* arg, const at::Tensor& t) {
 }
 
 void check_on_device_of(const char* op, const std::string& arg, const at::Tensor& t,
-                        const at::Tensor& x) {
-  TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", arg, " must be on x's device ",
+                        const at::Tensor& x, const char* ref) {
+  TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", arg, " must be on ", ref, "'s device ",
                     x.device(), ", got ", t.device());
 }
 
 void check_like_x(const char* op, const std::string& arg, const at::Tensor& t,
-                  const at::Tensor& x) {
-  check_on_device_of(op, arg, t, x);
-  TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), op, ": ", arg, " must have x's dtype ",
-                   x.scalar_type(), ", got ", t.scalar_type());
+                  const at::Tensor& x, const char* ref) {
+  check_on_device_of(op, arg, t, x, ref);
+  TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), op, ": ", arg, " must have ", ref,
+                   "'s dtype ", x.scalar_type(), ", got ", t.scalar_type());
 }
 
 void check_shape(const char* op, const std::string& arg, const at::Tensor& t,
@@ -67,16 +67,17 @@ void check_linear_act_inputs(const char* op, const at::Tensor& x, const at::Tens
   check_layer(op, "", x, "x", x.sym_size(-1), weight, bias, spec, "weight", "bias");
 }
 
-void check_seed(const char* op, double p, const std::optional<at::Tensor>& seed) {
+void check_seed(const char* op, double p, const std::optional<at::Tensor>& seed,
+                const at::Tensor& x) {
   const bool given = seed.has_value() && seed->defined();
   TORCH_CHECK_VALUE(given || p == 0.0, op,
                     ": dropout with p > 0 needs a seed (a one-element int64 tensor), got none");
   if (!given) return;
-  TORCH_CHECK_TYPE(seed->scalar_type() == at::kLong && seed->numel() == 1 &&
-                       (seed->device().is_cpu() || seed->is_meta()),
-                   op, ": seed must be a one-element int64 tensor on the CPU, got ",
-                   seed->scalar_type(), " of shape ", text(seed->sym_sizes()), " on ",
-                   seed->device());
+  const bool where = seed->device().is_cpu() || seed->device() == x.device();
+  TORCH_CHECK_TYPE(seed->scalar_type() == at::kLong && seed->numel() == 1 && where, op,
+                   ": seed must be a one-element int64 tensor on the CPU or on x's device ",
+                   x.device(), ", got ", seed->scalar_type(), " of shape ",
+                   text(seed->sym_sizes()), " on ", seed->device());
 }
 
 void check_differentiable(const char* op, const ActSpec& spec) {

@@ -25,12 +25,12 @@ void check_float_tensor(const char* op, const char* arg, const at::Tensor& t);
 #define MLPB_DISPATCH_CUDA(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
-// Argument `arg` is on x's device with x's dtype (dtype: any for integer
-// tensors such as maxout's argmax, whose dtype the caller checks).
+// Argument `arg` is on the device of `x` (another argument, named `ref`),
+// and for check_like_x has its dtype too.
 void check_on_device_of(const char* op, const std::string& arg, const at::Tensor& t,
-                        const at::Tensor& x);
+                        const at::Tensor& x, const char* ref = "x");
 void check_like_x(const char* op, const std::string& arg, const at::Tensor& t,
-                  const at::Tensor& x);
+                  const at::Tensor& x, const char* ref = "x");
 
 // Argument `arg` has the shape `want` (another argument's, named `of`).
 void check_shape(const char* op, const std::string& arg, const at::Tensor& t,
@@ -51,10 +51,12 @@ c10::SymInt check_layer(const char* op, const std::string& layer, const at::Tens
 void check_linear_act_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const ActSpec& spec);
 
-// The dropout seed: a one-element int64 tensor on the CPU (or meta, in the
-// meta kernels) holding a 64-bit pattern, made by mlpbench::draw_seed or from
-// the caller's int; needed when p > 0 and unread otherwise.
-void check_seed(const char* op, double p, const std::optional<at::Tensor>& seed);
+// The dropout seed: a one-element int64 tensor holding a 64-bit pattern,
+// made by mlpbench::draw_seed or from the caller's int, on the CPU or on x's
+// (CUDA) device (or meta, in the meta kernels); needed when p > 0 and unread
+// otherwise.
+void check_seed(const char* op, double p, const std::optional<at::Tensor>& seed,
+                const at::Tensor& x);
 
 // Backward through a non-differentiable activation (step) is refused, as
 // torch.heaviside's is.

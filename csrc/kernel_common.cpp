@@ -28,9 +28,14 @@ at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
 
 DropoutMask dropout_mask(double p, const std::optional<at::Tensor>& seed, int64_t offset) {
   if (p == 0.0) return make_dropout_mask(0.0, 0, 0);
+  const at::Tensor& s = *seed;
+  if (s.is_cuda()) {  // read by the kernels (philox.h: seed_on_device)
+    DropoutMask mask = make_dropout_mask(p, 0, static_cast<uint64_t>(offset));
+    mask.seed_on_device = s.const_data_ptr<int64_t>();
+    return mask;
+  }
   // A seed made inside a torch.func transform is a wrapper without storage
   // of its own: item() reads through it.
-  const at::Tensor& s = *seed;
   const uint64_t value = s.has_storage() ? static_cast<uint64_t>(*s.contiguous().const_data_ptr<int64_t>())
                                          : static_cast<uint64_t>(s.item<int64_t>());
   return make_dropout_mask(p, value, static_cast<uint64_t>(offset));

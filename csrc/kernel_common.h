@@ -18,7 +18,15 @@ void set_debug_poison(bool enabled);
 bool debug_poison();
 
 // The mask of (p, seed, offset) for a p and seed already checked
-// (checks.h: check_seed); p == 0 needs no seed.
+// (checks.h: check_seed); p == 0 needs no seed. A CUDA seed stays in device
+// memory, for the CUDA kernels to read.
 DropoutMask dropout_mask(double p, const std::optional<at::Tensor>& seed, int64_t offset);
+
+// A fresh dropout seed drawn on a CUDA device (draw_seed_cuda.cu), from its
+// default CUDA generator's Philox state, so that CUDA graphs advance it on
+// every replay.
+namespace cuda {
+at::Tensor draw_seed(at::Device device);
+}  // namespace cuda
 
 }  // namespace mlpbench

@@ -21,6 +21,15 @@ LinearActCall layer_call(const at::Tensor& x, const at::Tensor& weight, const Li
   return call;
 }
 
+void check_saved(const char* op, const std::string& name, const at::Tensor& saved,
+                 const ActSpec& spec, const at::Tensor& x) {
+  if (act_info(spec.act).saves == Saves::Nothing) return;  // never read
+  check_on_device_of(op, name, saved, x);
+  const at::ScalarType want = aux_dtype(spec, x.scalar_type());
+  TORCH_CHECK_TYPE(saved.scalar_type() == want, op, ": ", name, " must be ", want, " for '",
+                   act_info(spec.act).name, "', got ", saved.scalar_type());
+}
+
 void check_layer_grads(const char* op, const std::string& layer, const LinearActCall& call,
                        const at::Tensor& x, const at::Tensor* grad_y, const std::string& g,
                        const at::Tensor& saved, const std::string& s) {
@@ -28,13 +37,8 @@ void check_layer_grads(const char* op, const std::string& layer, const LinearAct
     check_like_x(op, layer + g, *grad_y, x);
     check_shape(op, layer + g, *grad_y, c10::fromIntArrayRefSlow(call.y_sizes), "y");
   }
-  const ActSpec& spec = call.spec();
-  const Saves saves = act_info(spec.act).saves;
-  if (saves == Saves::Nothing) return;  // never read
-  check_on_device_of(op, layer + s, saved, x);
-  const at::ScalarType want = aux_dtype(spec, x.scalar_type());
-  TORCH_CHECK_TYPE(saved.scalar_type() == want, op, ": ", layer, s, " must be ", want, " for '",
-                   act_info(spec.act).name, "', got ", saved.scalar_type());
+  check_saved(op, layer + s, saved, call.spec(), x);
+  if (act_info(call.spec().act).saves == Saves::Nothing) return;
   TORCH_CHECK_VALUE(saved.numel() == call.n * call.out_cols, op, ": ", layer, s, " must hold ",
                     text(call.n * call.out_cols), " elements (y's), got shape ",
                     text(saved.sym_sizes()));
@@ -57,7 +61,7 @@ LinearActCall linear_act_op_call(const OpCall& c, bool backward) {
   if (backward) check_differentiable(op, args.spec);
   check_linear_act_inputs(op, x, weight, backward ? std::nullopt : c.optional_tensor("bias"),
                           args.spec);
-  check_seed(op, args.dropout_p, seed);
+  check_seed(op, args.dropout_p, seed, x);
   LinearActCall call = layer_call(x, weight, args, seed);
   if (backward) check_layer_grads(op, "", call, x, &c.tensor("grad_y"), "grad_y", c.tensor("saved"), "saved");
   return call;

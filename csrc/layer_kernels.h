@@ -93,6 +93,11 @@ struct LinearActCall {
 LinearActCall layer_call(const at::Tensor& x, const at::Tensor& weight, const LinearActArgs& args,
                          const std::optional<at::Tensor>& seed);
 
+// What backward reads besides grad_y (the activation's row: y, the
+// pre-activation or maxout's argmax): on x's device, of the dtype it saves.
+void check_saved(const char* op, const std::string& name, const at::Tensor& saved,
+                 const ActSpec& spec, const at::Tensor& x);
+
 // A backward's grad_y (y's shape, x's dtype and device; unchecked when
 // null) and saved (what the activation's row says backward reads: y or aux,
 // on x's device). `layer` prefixes the messages; g and s name the arguments.

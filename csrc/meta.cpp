@@ -20,7 +20,7 @@ void linear_act_meta(OpCall& c) {
   const at::Tensor& x = c.tensor("x");
   const at::Tensor& weight = c.tensor("weight");
   check_linear_act_inputs(c.op(), x, weight, c.optional_tensor("bias"), args.spec);
-  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"));
+  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"), x);
   const auto shapes = linear_act_shapes<c10::SymInt>(x.sym_sizes(), weight.sym_size(0), args.spec);
   c.returns(at::empty_symint(shapes.y, x.options()),
             at::empty_symint(shapes.aux, x.options().dtype(aux_dtype(args.spec, x.scalar_type()))));
@@ -33,10 +33,11 @@ void linear_act_backward_meta(OpCall& c) {
   const at::Tensor& grad_y = c.tensor("grad_y");
   check_differentiable(c.op(), args.spec);
   check_linear_act_inputs(c.op(), x, weight, std::nullopt, args.spec);
-  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"));
+  check_seed(c.op(), args.dropout_p, c.optional_tensor("seed"), x);
   check_like_x(c.op(), "grad_y", grad_y, x);
   check_shape(c.op(), "grad_y", grad_y,
               linear_act_shapes<c10::SymInt>(x.sym_sizes(), weight.sym_size(0), args.spec).y, "y");
+  check_saved(c.op(), "saved", c.tensor("saved"), args.spec, x);
   const auto mask = c.flags<3>("output_mask");
   const at::Tensor none = at::empty({0}, x.options());
   c.returns(mask[0] ? empty_like_sizes(x.sym_sizes(), x) : none,
@@ -56,15 +57,15 @@ void activation_backward_meta(OpCall& c) {
   const at::Tensor& grad_y = c.tensor("grad_y");
   const at::Tensor& saved = c.tensor("saved");
   check_float_tensor(c.op(), "grad_y", grad_y);
-  check_like_x(c.op(), "saved", saved, grad_y);
+  check_like_x(c.op(), "saved", saved, grad_y, "grad_y");
   check_shape(c.op(), "saved", saved, grad_y.sym_sizes(), "grad_y");
   c.returns(empty_like_sizes(grad_y.sym_sizes(), grad_y));
 }
 
 void dropout_meta(OpCall& c) {
   const double p = checked_probability(c.op(), c.real("p"));
-  check_seed(c.op(), p, c.optional_tensor("seed"));
   const at::Tensor& x = c.tensor("x");
+  check_seed(c.op(), p, c.optional_tensor("seed"), x);
   check_float_tensor(c.op(), "x", x);
   c.returns(empty_like_sizes(x.sym_sizes(), x));
 }
@@ -74,7 +75,7 @@ void mlp_meta(OpCall& c) {
   const at::Tensor& x = c.tensor("x");
   const std::vector<at::Tensor> weights = c.tensors("weights");
   check_mlp_inputs(c.op(), x, weights, c.tensors("biases"), args);
-  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"));
+  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"), x);
   std::vector<at::Tensor> hidden, aux;
   std::vector<c10::SymInt> sizes(x.sym_sizes().begin(), x.sym_sizes().end());
   for (size_t l = 0; l < weights.size(); ++l) {
@@ -94,8 +95,9 @@ void mlp_backward_meta(OpCall& c) {
   check_differentiable(c.op(), args.hidden.spec);
   check_differentiable(c.op(), args.output);
   check_mlp_inputs(c.op(), x, weights, {}, args);
-  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"));
-  check_like_x(c.op(), "grad_y", c.tensor("grad_y"), x);
+  check_seed(c.op(), args.hidden.dropout_p, c.optional_tensor("seed"), x);
+  check_mlp_backward_inputs(c.op(), c.tensor("grad_y"), x, weights, c.tensor("y"),
+                            c.tensors("hidden"), c.tensors("aux"), args);
   const bool has_bias = c.flag("has_bias");
   std::vector<at::Tensor> grad_weights, grad_biases;
   for (const at::Tensor& w : weights) {

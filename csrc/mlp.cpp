@@ -38,6 +38,24 @@ void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weight
   }
 }
 
+void check_mlp_backward_inputs(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                               at::TensorList weights, const at::Tensor& y,
+                               at::TensorList hidden, at::TensorList aux, const MlpArgs& args) {
+  const size_t layers = weights.size();
+  TORCH_CHECK_VALUE(hidden.size() + 1 == layers && aux.size() == layers, op,
+                    ": hidden and aux must be what mlp returned for ", text(int64_t(layers)),
+                    " layers, got ", text(int64_t(hidden.size())), " and ",
+                    text(int64_t(aux.size())));
+  check_like_x(op, "grad_y", grad_y, x);
+  for (size_t l = 0; l + 1 < layers; ++l) check_like_x(op, indexed("hidden", l), hidden[l], x);
+  for (size_t l = 0; l < layers; ++l) {
+    const ActSpec spec = args.layer(l, layers).spec;
+    if (from_output(spec.act)) continue;  // reads the layer's output, not aux
+    check_saved(op, indexed("aux", l), aux[l], spec, x);
+  }
+  if (from_output(args.output.act)) check_like_x(op, "y", y, x);
+}
+
 MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
                        at::TensorList weights, at::TensorList biases, const MlpArgs& args,
                        const std::optional<at::Tensor>& seed) {
@@ -61,15 +79,11 @@ MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, con
                       const std::optional<at::Tensor>& seed, bool x_grad) {
   const char* op = "mlp_backward";
   const size_t layers = weights.size();
-  TORCH_CHECK_VALUE(hidden.size() + 1 == layers && aux.size() == layers, op,
-                    ": hidden and aux must be what mlp returned for ", text(int64_t(layers)),
-                    " layers, got ", text(int64_t(hidden.size())), " and ",
-                    text(int64_t(aux.size())));
+  check_mlp_backward_inputs(op, grad_y, x, weights, y, hidden, aux, args);
   // The hidden outputs: x's leading dimensions, then each layer's width.
   std::vector<int64_t> sizes = x.sizes().vec();
   for (size_t l = 0; l + 1 < layers; ++l) {
     sizes.back() = weights[l].size(0) / args.layer(l, layers).spec.pieces;
-    check_like_x(op, indexed("hidden", l), hidden[l], x);
     check_shape(op, indexed("hidden", l), hidden[l], c10::fromIntArrayRefSlow(sizes),
                 "layer " + std::to_string(l) + "'s output");
   }
@@ -104,7 +118,7 @@ void mlp_op(OpCall& c) {
   const std::vector<at::Tensor> weights = c.tensors("weights"), biases = c.tensors("biases");
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
   check_mlp_inputs(c.op(), x, weights, biases, args);
-  check_seed(c.op(), args.hidden.dropout_p, seed);
+  check_seed(c.op(), args.hidden.dropout_p, seed, x);
   auto [y, hidden, aux] = mlp_forward(kKernels, x, weights, biases, args, seed);
   c.returns(std::move(y), std::move(hidden), std::move(aux));
 }
@@ -118,7 +132,7 @@ void mlp_backward_op(OpCall& c) {
   check_differentiable(c.op(), args.hidden.spec);
   check_differentiable(c.op(), args.output);
   check_mlp_inputs(c.op(), x, weights, {}, args);
-  check_seed(c.op(), args.hidden.dropout_p, seed);
+  check_seed(c.op(), args.hidden.dropout_p, seed, x);
   auto [gx, gw, gb] = mlp_backward(kKernels, c.tensor("grad_y"), x, weights, c.tensor("y"),
                                    c.tensors("hidden"), c.tensors("aux"), c.flag("has_bias"),
                                    args, seed, c.flag("x_grad"));

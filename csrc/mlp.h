@@ -20,6 +20,13 @@ namespace mlpbench {
 void check_mlp_inputs(const char* op, const at::Tensor& x, at::TensorList weights,
                       at::TensorList biases, const MlpArgs& args);
 
+// What mlp_backward reads besides x and the weights: the list lengths, and
+// each tensor's device and dtype, each error naming the argument (the shapes
+// are mlp_backward's to check).
+void check_mlp_backward_inputs(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                               at::TensorList weights, const at::Tensor& y,
+                               at::TensorList hidden, at::TensorList aux, const MlpArgs& args);
+
 // (y, hidden outputs (one per layer but the last), aux (one per layer)).
 using MlpOutputs = std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
 // (grad_x or empty, grad_weights, grad_biases or none).

@@ -45,12 +45,15 @@ TORCH_LIBRARY(mlpbench, m) {
       "Tensor? seed, int offset, bool x_grad) -> (Tensor, Tensor[], Tensor[])");
   // Inverted dropout; its backward is the same op applied to the gradient.
   m.def("dropout(Tensor x, float p, Tensor? seed, int offset) -> Tensor");
-  // A fresh 63-bit dropout seed from torch's default CPU generator, as a
-  // one-element int64 tensor: an op, so that torch.compile, torch.export and
-  // torch.jit.trace record the draw and draw anew on every call, in the order
-  // eager draws. The tag keeps compilers from merging or dropping it; the
-  // conservative alias analysis keeps TorchScript from folding it into a
-  // constant (it has no inputs).
-  m.def(torch::schema("draw_seed() -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE),
+  // A fresh 63-bit dropout seed from torch's default generator of `device`
+  // (the CPU's when None), as a one-element int64 tensor on that device: an
+  // op, so that torch.compile, torch.export and torch.jit.trace record the
+  // draw and draw anew on every call, in the order eager draws, and so that
+  // a CUDA graph draws anew on every replay (draw_seed_cuda.cu). The tag
+  // keeps compilers from merging or dropping it; the conservative alias
+  // analysis keeps TorchScript from folding it into a constant (it has no
+  // tensor inputs).
+  m.def(torch::schema("draw_seed(Device? device=None) -> Tensor",
+                      c10::AliasAnalysisKind::CONSERVATIVE),
         {at::Tag::nondeterministic_seeded});
 }

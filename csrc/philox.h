@@ -58,6 +58,10 @@ MLPB_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3
 // Everything a kernel needs to decide and scale one element.
 struct DropoutMask {
   uint64_t seed = 0;
+  // A CUDA seed tensor's memory, which the CUDA kernels read (in_kernel())
+  // instead of `seed`: a captured CUDA graph then uses each replay's seed,
+  // where a value read on the host would freeze the capture's mask.
+  const int64_t* seed_on_device = nullptr;
   uint64_t offset = 0;
   uint32_t threshold = 0;  // keep when (word >> 8) >= threshold
   double keep_prob = 1.0;  // 1 - p; kept values are divided by it
@@ -71,6 +75,13 @@ struct DropoutMask {
   MLPB_HD bool keeps_word(uint32_t word) const { return (word >> 8) >= threshold; }
   MLPB_HD bool keeps(uint64_t index) const {
     return keeps_word(block_words(index >> 2).v[index & 3]);
+  }
+  // The mask with its seed loaded from device memory where it lives there:
+  // what a CUDA kernel uses (only there: the host cannot read that memory).
+  MLPB_HD DropoutMask in_kernel() const {
+    DropoutMask m = *this;
+    if (seed_on_device != nullptr) m.seed = static_cast<uint64_t>(*seed_on_device);
+    return m;
   }
 };
 

@@ -104,7 +104,7 @@ class MLP(nn.Module):
         if self.fused == "mlp":
             return mlp_forward(self.layers, x, dropout=self.dropout, training=self.training)
         # One seed per forward, layer i at offset i: the whole-MLP op's masks.
-        seed = (ops.draw_seed() if self.fused and self.training and self.dropout
+        seed = (ops.draw_seed(x.device) if self.fused and self.training and self.dropout
                 and not self.batchnorm else None)
         h = x
         last = len(self.layers) - 1

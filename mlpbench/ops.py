@@ -177,29 +177,33 @@ def _as_int64(value, name):
     return value - _U64 if value >= 1 << 63 else value
 
 
-def draw_seed() -> torch.Tensor:
-    """A fresh 63-bit dropout seed from torch's default CPU generator (so
-    torch.manual_seed reproduces it), as a one-element int64 tensor. An op:
-    torch.compile, torch.export and torch.jit.trace record the draw."""
-    return _call("draw_seed")
+def draw_seed(device=None) -> torch.Tensor:
+    """A fresh 63-bit dropout seed from torch's default generator of `device`
+    (the CPU's by default; torch.manual_seed reproduces both), as a
+    one-element int64 tensor on that device. An op: torch.compile,
+    torch.export and torch.jit.trace record the draw, and a CUDA graph draws
+    anew on every replay."""
+    return _call("draw_seed", None if device is None else torch.device(device))
 
 
-def _seed(seed):
-    """The op's seed tensor from None (draw one), an int or a one-element int64 tensor."""
+def _seed(seed, device):
+    """The op's seed tensor from None (drawn on x's device), an int (a CPU
+    tensor) or a one-element int64 tensor."""
     if seed is None:
-        return draw_seed()
+        return draw_seed(None if device.type == "cpu" else device)
     if isinstance(seed, torch.Tensor):
         return seed  # the op checks it
     return torch.tensor(_as_int64(seed, "seed"), dtype=torch.int64)
 
 
-def _dropout_args(p, training, seed, offset, op):
-    """(p, seed, offset) as the op takes them; p = 0 and no seed when dropout is off."""
+def _dropout_args(p, training, seed, offset, op, device):
+    """(p, seed, offset) as the op takes them, a drawn seed on `device` (x's);
+    p = 0 and no seed when dropout is off."""
     p = check_probability(p, op)
     if not training or p == 0.0:
         return 0.0, None, 0
     _check_vmap_randomness(seed, op)
-    return p, _seed(seed), _as_int64(offset, "offset")
+    return p, _seed(seed, device), _as_int64(offset, "offset")
 
 
 def _check_vmap_randomness(seed, op):
@@ -251,7 +255,7 @@ def linear_act(x, weight, bias=None, activation="relu", *,
     spec = _spec(op, activation, (negative_slope, alpha, approximate, pieces))
     tensors = (_tensor(x, "x", op), _tensor(weight, "weight", op),
                _tensor(bias, "bias", op, optional=True))
-    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op, x.device)
     y, _ = _call(op, *tensors, spec, p, seed, offset)
     return y
 
@@ -261,7 +265,7 @@ def linear_act_spec(x, weight, bias, spec, *, dropout_p=0.0, training=True, seed
     """linear_act with the activation given as the op's argument (activation_spec())."""
     tensors = (_tensor(x, "x", op), _tensor(weight, "weight", op),
                _tensor(bias, "bias", op, optional=True))
-    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op, x.device)
     y, _ = _call("linear_act", *tensors, spec, p, seed, offset)
     return y
 
@@ -303,7 +307,7 @@ def mlp_spec(x, weights, biases, spec, output_spec, *, dropout_p=0.0, training=T
     x = _tensor(x, "x", op)
     weights = _tensor_list(weights, "weights", op)
     biases = _tensor_list(biases, "biases", op, optional=True)
-    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op)
+    p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op, x.device)
     y, _, _ = _call("mlp", x, weights, biases, spec, output_spec, p, seed, offset)
     return y
 
@@ -326,7 +330,7 @@ def dropout(x, p, training=True, seed=None, offset=0):
     seed=None draws one from torch's default generator.
     """
     _tensor(x, "x", "dropout")
-    p, seed, offset = _dropout_args(p, training, seed, offset, "dropout")
+    p, seed, offset = _dropout_args(p, training, seed, offset, "dropout", x.device)
     if p == 0.0:
         return x
     return _call("dropout", x, p, seed, offset)
@@ -437,5 +441,5 @@ def _mlp_vmap(info, in_dims, *args):
 # csrc/meta.cpp), for every backend. draw_seed has no tensor argument, so
 # fake tensors cannot route it to a meta kernel: its fake kernel is here.
 @torch.library.register_fake("mlpbench::draw_seed")
-def _draw_seed_fake():
-    return torch.empty((), dtype=torch.int64)
+def _draw_seed_fake(device=None):
+    return torch.empty((), dtype=torch.int64, device=device)

@@ -49,7 +49,7 @@ void activation_backward_cpu(OpCall& c) {
   const at::Tensor& saved = c.tensor("saved");
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  check_like_x(op, "saved", saved, grad_y);
+  check_like_x(op, "saved", saved, grad_y, "grad_y");
   check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
@@ -73,8 +73,8 @@ void activation_backward_cpu(OpCall& c) {
 void dropout_cpu(OpCall& c) {
   const double p = checked_probability(c.op(), c.real("p"));
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
-  check_seed(c.op(), p, seed);
   const at::Tensor& x = c.tensor("x");
+  check_seed(c.op(), p, seed, x);
   check_float_tensor(c.op(), "x", x);
   const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
   const at::Tensor xc = x.contiguous();

@@ -1,7 +1,8 @@
 // CPU kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
-// Forward: the product through ATen's multi-threaded BLAS straight into y,
-// then one vectorised pass over y (epilogue) that adds the bias, saves the
+// Forward: the product through ATen's multi-threaded BLAS straight into y
+// (for bfloat16 with the bias, rounded once), then one vectorised pass over y
+// (epilogue) that adds the bias (float32, float64), saves the
 // pre-activation when backward needs it (gelu, silu), applies the activation
 // and dropout. The pass runs flat across rows (see bias_pattern), so narrow
 // layers cost no partial vector per row. Maxout first reduces each unit's
@@ -14,11 +15,13 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../layer_kernels.h"
@@ -120,13 +123,23 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
 
 template <typename T>
 void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Tensor& weight,
-                  const T* bias, at::Tensor& y, at::Tensor& aux) {
+                  const at::Tensor& bias_tensor, at::Tensor& y, at::Tensor& aux) {
   const ActSpec& spec = call.spec();
   const DropoutMask* mask = call.dropout() ? &call.mask : nullptr;
   const int64_t out_cols = call.out_cols;
   const bool maxout = spec.act == Act::Maxout;
+  // bfloat16: the bias joins the product's float32 accumulation and the
+  // pre-activation is rounded once, as stock F.linear rounds it; added to
+  // the rounded product it would be rounded twice, off by an ulp of the
+  // product where the two nearly cancel. float32 and float64 products
+  // accumulate in their own type, so their bias joins the epilogue's pass.
+  const bool bias_in_product = bias_tensor.defined() && std::is_same_v<T, c10::BFloat16>;
+  const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
   // The product lands in y itself unless it is wider than y (maxout).
-  const at::Tensor acc = maxout ? at::mm(x2, weight.t()) : at::mm_out(y, x2, weight.t());
+  const at::Tensor wt = weight.t();
+  const at::Tensor acc =
+      maxout ? (bias_in_product ? at::addmm(bias_tensor, x2, wt) : at::mm(x2, wt))
+             : (bias_in_product ? at::addmm_out(y, bias_tensor, x2, wt) : at::mm_out(y, x2, wt));
   const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
@@ -172,10 +185,8 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
   if (n > 0 && out_cols > 0) {
     const at::Tensor w = weight.contiguous();
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
-    MLPB_DISPATCH_CPU(x.scalar_type(), "linear_act_cpu", [&] {
-      forward_impl<scalar_t>(call, x2, w, b.defined() ? b.const_data_ptr<scalar_t>() : nullptr,
-                             y, aux);
-    });
+    MLPB_DISPATCH_CPU(x.scalar_type(), "linear_act_cpu",
+                      [&] { forward_impl<scalar_t>(call, x2, w, b, y, aux); });
   }
   return {LinearActCall::shaped(y, call.y_sizes), aux};
 }

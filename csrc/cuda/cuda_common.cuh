@@ -5,6 +5,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
@@ -59,6 +60,19 @@ __device__ __forceinline__ void store_group(T* p, int64_t i, int64_t n, const T 
     for (int l = 0; l < N; ++l)
       if (i + l < n) p[i + l] = in[l];
   }
+}
+
+// A dropout mask whose seed was read on the host would be frozen into a
+// captured CUDA graph, every replay reusing the capture's mask: refuse it
+// while the stream is capturing. (A seed on the GPU is read by the kernels,
+// so each replay sees the seed that replay drew.)
+inline void check_capture_safe(const char* op, const DropoutMask& mask, bool dropout) {
+  if (!dropout || mask.seed_on_device != nullptr) return;
+  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
+              op, ": dropout while a CUDA graph is being captured needs its seed on the GPU "
+              "(a one-element int64 CUDA tensor, as mlpbench.ops.draw_seed(device='cuda') "
+              "draws and the modules draw by themselves): a CPU seed is read once, at capture, "
+              "and every replay would reuse that mask");
 }
 
 // Keep/drop decisions for indices visited in increasing order: one Philox

@@ -48,6 +48,7 @@ __global__ void activation_backward_kernel(const T* g, const T* saved, T* gx, in
 template <typename T, bool kVec>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
+  mask = mask.in_kernel();
   const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += stride) {
@@ -97,7 +98,7 @@ void activation_backward_cuda(OpCall& c) {
   const at::Tensor& saved = c.tensor("saved");
   check_differentiable(op, spec);
   check_float_tensor(op, "grad_y", grad_y);
-  check_like_x(op, "saved", saved, grad_y);
+  check_like_x(op, "saved", saved, grad_y, "grad_y");
   check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
@@ -127,11 +128,12 @@ void activation_backward_cuda(OpCall& c) {
 void dropout_cuda(OpCall& c) {
   const double p = checked_probability(c.op(), c.real("p"));
   const std::optional<at::Tensor> seed = c.optional_tensor("seed");
-  check_seed(c.op(), p, seed);
   const at::Tensor& x = c.tensor("x");
+  check_seed(c.op(), p, seed, x);
   check_float_tensor(c.op(), "x", x);
   const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
   const c10::cuda::CUDAGuard guard(x.device());
+  check_capture_safe(c.op(), mask, p > 0.0);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
   const int64_t n = xc.numel();

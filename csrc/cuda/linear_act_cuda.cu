@@ -1,13 +1,14 @@
 // CUDA kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
-// Forward: the product through cuBLAS (at::mm), then ONE epilogue kernel that
-// adds the bias, applies the activation (maxout: the max over pieces) and
-// dropout, and writes y (and the pre-activation for gelu/silu, the argmax for
-// maxout).
+// Forward: the product through cuBLAS (at::mm; at::addmm with the bias in
+// half precision, rounded once), then ONE epilogue kernel that adds the bias,
+// applies the activation (maxout: the max over pieces) and dropout, and
+// writes y (and the pre-activation for gelu/silu, the argmax for maxout).
 // Backward: ONE kernel computes grad_pre (act' from what was saved, dropout
 // mask regenerated) and the bias gradient (a column reduction finished by the
 // last block of each column tile, in a fixed order: deterministic), then the
 // two products through cuBLAS.
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
@@ -26,6 +27,7 @@ template <typename T, typename ActFn, bool kDropout, bool kVec>
 __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int64_t cols,
                                 bool keep_pre, ActFn act, DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
+  if (kDropout) mask = mask.in_kernel();
   const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
@@ -58,6 +60,7 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
                                        int64_t total, int64_t cols, int pieces,
                                        DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
+  if (kDropout) mask = mask.in_kernel();
   const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
@@ -156,7 +159,7 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
   const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c0 = (int64_t(blockIdx.x) * kTileX + tx) * kColsPerThread;
-  MaskCursor cursor{mask};
+  MaskCursor cursor{kDropout ? mask.in_kernel() : mask};
   acc_t sum[kColsPerThread] = {};
   for (int64_t r = int64_t(blockIdx.y) * kTileY + ty; r < rows; r += int64_t(gridDim.y) * kTileY) {
 #pragma unroll
@@ -179,8 +182,11 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
       } else {
         v = g * act.derivative(static_cast<acc_t>(saved[e]));
       }
-      gp[r * out_rows + c] = static_cast<T>(v);
-      sum[l] += v;
+      // The bias gradient sums the stored (rounded) values, which the
+      // products use too, as stock's sum of its grad_pre does.
+      const T stored = static_cast<T>(v);
+      gp[r * out_rows + c] = stored;
+      sum[l] += static_cast<acc_t>(stored);
     }
   }
   if (gbias != nullptr) finish_bias_tile<T>(sum, out_rows, partial, tile_done, gbias);
@@ -198,9 +204,17 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
   const bool maxout = spec.act == Act::Maxout;
   const int64_t n = call.n, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
+  check_capture_safe("linear_act", mask, dropout);
 
-  // x @ W.T through cuBLAS; fresh, contiguous and aligned.
-  at::Tensor buf = at::mm(call.x2, weight.t());
+  // x @ W.T through cuBLAS; fresh, contiguous and aligned. In half precision
+  // the bias joins the product's float32 accumulation, and the
+  // pre-activation is rounded once, as stock F.linear rounds it (added to the
+  // rounded product it would be rounded twice); float32 and float64 add it
+  // in the epilogue.
+  const bool bias_in_product = bias.has_value() && x.scalar_type() != at::kFloat &&
+                               x.scalar_type() != at::kDouble;
+  at::Tensor buf = bias_in_product ? at::addmm(*bias, call.x2, weight.t())
+                                   : at::mm(call.x2, weight.t());
   at::Tensor y = (saves_pre || maxout) ? new_output({n, out_cols}, x.options()) : buf;
   // The pre-activation stays in the product's buffer; the shape rule otherwise.
   at::Tensor aux = saves_pre ? buf
@@ -208,7 +222,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
                                           x.options().dtype(aux_dtype(spec, x.scalar_type())));
   const int64_t total = n * out_cols;
   if (total > 0) {
-    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    const at::Tensor b = bias.has_value() && !bias_in_product ? bias->contiguous() : at::Tensor();
     const auto stream = at::cuda::getCurrentCUDAStream();
     const int grid = grid_for((total + 3) / 4);
     MLPB_DISPATCH_CUDA(x.scalar_type(), "linear_act_cuda", [&] {
@@ -255,6 +269,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
   const bool dropout = call.dropout();
   const int64_t n = call.n, out_rows = call.out_rows, out_cols = call.out_cols;
   const c10::cuda::CUDAGuard guard(x.device());
+  check_capture_safe("linear_act_backward", mask, dropout);
   const at::Tensor gy = call.as_y_rows(grad_y);
   const bool uses_saved = act_info(spec.act).saves != Saves::Nothing;
   const at::Tensor sv = uses_saved ? call.as_y_rows(saved) : saved;
