@@ -2,6 +2,8 @@
 checkpoints, --resume that refuses conflicting flags, --out checked before
 any work, batch norm's one-sample last batch, Ctrl-C, 64-bit seeds."""
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -12,9 +14,11 @@ import time
 import pytest
 import torch
 
-from mlpbench.lecture.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mlpbench.lecture.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from mlpbench.lecture.data import MNIST
-from mlpbench.lecture.training import Config, _sigint_deferred, batch_starts, train
+from mlpbench.lecture import plots
+from mlpbench.lecture import train as train_cli
+from mlpbench.lecture.training import Config, _signals_deferred, batch_starts, train
 
 REAL_MNIST = pytest.mark.skipif(not os.environ.get("MLPBENCH_DATA"),
                                 reason="real MNIST not available")
@@ -119,18 +123,26 @@ def test_batch_norm_trains_when_the_last_batch_has_one_sample(fused):
     assert history.epochs[0]["train_loss"] > 0
 
 
-def test_ctrl_c_waits_for_the_block_then_interrupts():
+@pytest.mark.parametrize("sig, error", [(signal.SIGINT, KeyboardInterrupt),
+                                        (signal.SIGTERM, train_cli.Terminated)])
+def test_stop_signals_wait_for_the_block_then_stop(sig, error):
     written = []
-    with pytest.raises(KeyboardInterrupt):
-        with _sigint_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            written.append("checkpoint")
-            written.append("metrics")
+    with train_cli.stop_signals():
+        with pytest.raises(error):
+            with _signals_deferred():
+                os.kill(os.getpid(), sig)
+                written.append("checkpoint")
+                written.append("metrics")
     assert written == ["checkpoint", "metrics"]
 
 
 @REAL_MNIST
-def test_ctrl_c_exits_with_one_line_and_agreeing_files(tmp_path):
+@pytest.mark.parametrize("sig, status, line", [(signal.SIGINT, 130, "interrupted;"),
+                                               (signal.SIGTERM, 143, "terminated (SIGTERM);")])
+def test_a_stop_signal_exits_with_one_line_and_agreeing_files(tmp_path, sig, status, line):
+    """Ctrl-C and SIGTERM (batch schedulers, kill, container stops) alike:
+    the checkpoint, metrics and figure agree, one line says where the last
+    checkpoint is, and the exit status says which signal (130, 143)."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mlpbench.train", "--quiet", "--arch",
                              "784-16-10", "--epochs", "200", "--train-limit", "2000", "--out",
@@ -139,13 +151,84 @@ def test_ctrl_c_exits_with_one_line_and_agreeing_files(tmp_path):
     while not (out / "metrics.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("interrupted; the last checkpoint is")
+    assert stderr.strip().splitlines()[-1].startswith(f"{line} the last checkpoint is")
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert len(epochs) == len(load_checkpoint(out / "checkpoint.pt")["epochs"])
+    assert not list(out.glob("*.tmp"))
+
+
+class _Exploit:
+    """Unpickling this creates a file: what a crafted checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    """A payload with a valid SHA-256 (anyone can compute one) that would run
+    code when unpickled is refused in one line, and nothing runs."""
+    marker = tmp_path / "ran"
+    buffer = io.BytesIO()
+    torch.save({"config": {}, "model": _Exploit(marker)}, buffer)
+    payload = buffer.getvalue()
+    torch.save({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)},
+               tmp_path / "crafted.pt")
+    with pytest.raises(CheckpointError, match="crafted.pt: refused, it holds more than"):
+        load_checkpoint(tmp_path / "crafted.pt")
+    assert not marker.exists()
+    done = _cli("--resume", str(tmp_path / "crafted.pt"))
+    assert done.returncode == 2 and not marker.exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_abbreviated_flags_are_refused():
+    """argparse would take --prec for --precision, and --resume's comparison
+    of the flags with the checkpoint's would miss it."""
+    for flags in (["--prec", "bf16"], ["--fu"], ["--epo", "2"]):
+        done = _cli(*flags)
+        assert done.returncode == 2 and "unrecognized arguments" in done.stderr, flags
+
+
+def test_curves_are_written_atomically(tmp_path, monkeypatch):
+    """A failure while the figure is drawn leaves the last complete curves.png."""
+    train(Config(arch=(784, 16, 10), epochs=1), data=_synthetic(200), out=tmp_path,
+          progress=False)
+    before = (tmp_path / "curves.png").read_bytes()
+
+    def broken(epochs, path, title=None):
+        path.write_bytes(b"half a png")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "plot_curves", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train(Config(arch=(784, 16, 10), epochs=2), data=_synthetic(200), out=tmp_path,
+              resume=tmp_path / "checkpoint.pt", progress=False)
+    assert (tmp_path / "curves.png").read_bytes() == before
+
+
+@REAL_MNIST
+@pytest.mark.parametrize("native", [True, False])
+def test_first_line_and_bf16_warning(tmp_path, monkeypatch, capsys, native):
+    """The first line says device, precision and build; --precision bf16 on a
+    CPU without native bf16 warns in one line, naming what the CPU lacks."""
+    monkeypatch.setattr(train_cli, "native_bf16_cpu", lambda: native)
+    assert train_cli.main(["--quiet", "--arch", "784-10", "--epochs", "1", "--train-limit", "200",
+                           "--precision", "bf16", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("mlpbench.train: device cpu (") and "precision bf16" in err[0]
+    assert ("CPU kernels only" in err[0]) != train_cli.ops._C.has_cuda()
+    warnings = [e for e in err if e.startswith("warning: --precision bf16")]
+    assert len(warnings) == (0 if native else 1)
+    if warnings:
+        assert "neither AVX512-BF16 nor AMX-BF16" in warnings[0]
 
 
 def test_precision_bf16_trains_and_is_recorded(tmp_path):

@@ -5,6 +5,8 @@ import gzip
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,48 @@ def test_truncated_file_is_named(tiny, tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(MNISTDataError, match="train-images-idx3-ubyte.gz: cannot be read"):
         _load(directory)
+
+
+def test_damaged_gzip_stream_is_one_line_in_the_cli(tiny, tmp_path):
+    """A gzip file whose deflate stream is damaged (a zlib error, not a
+    checksum mismatch): one line naming the file, no traceback."""
+    _, write = tiny
+    directory = write(tmp_path / "d", gz=True)
+    path = directory / "train-images-idx3-ubyte.gz"
+    blob = bytearray(path.read_bytes())
+    for i in range(20, 60):  # inside the deflate stream, past the gzip header
+        blob[i] ^= 0x55
+    path.write_bytes(bytes(blob))
+    with pytest.raises(MNISTDataError, match="train-images-idx3-ubyte.gz: cannot be read"):
+        _load(directory)
+    done = _cli("--data-dir", str(directory), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in done.stderr
+    assert "train-images-idx3-ubyte.gz: cannot be read" in done.stderr
+
+
+def test_unreadable_directory_is_named(tiny, tmp_path, monkeypatch):
+    """A data directory that cannot be read (simulated: the tests run as root,
+    whom permissions do not stop) gives one MNISTDataError naming it."""
+    _, write = tiny
+    directory = write(tmp_path / "d")
+    real_is_file = Path.is_file
+
+    def denied(self):
+        if self.parent == directory:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(MNISTDataError, match=f"{directory}: cannot be read \\(Permission denied\\)"):
+        load_mnist(directory)
+
+
+def _cli(*args):
+    env = {k: v for k, v in os.environ.items() if k != "MLPBENCH_DATA"}
+    return subprocess.run([sys.executable, "-m", "mlpbench.train", "--quiet", "--epochs", "1",
+                           "--arch", "784-10", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 def test_missing_file_is_named(tiny, tmp_path):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,20 +56,25 @@ def cache_dir() -> Path:
 
 def _files_in(directory: Path, names) -> dict:
     """name -> path of each IDX file found (plain or .gz), also in torchvision's
-    MNIST/raw layout."""
+    MNIST/raw layout; MNISTDataError for a directory that cannot be read."""
     found = {}
-    for folder in (directory, directory / "MNIST" / "raw"):
-        for name in names:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if name not in found and candidate.is_file():
-                    found[name] = candidate
+    try:
+        for folder in (directory, directory / "MNIST" / "raw"):
+            for name in names:
+                for candidate in (folder / name, folder / f"{name}.gz"):
+                    if name not in found and candidate.is_file():
+                        found[name] = candidate
+    except OSError as e:
+        raise MNISTDataError(f"{directory}: cannot be read ({e.strerror or e}). Make it readable "
+                             "(its files too), or point --data-dir or $MLPBENCH_DATA at a "
+                             "directory that is.") from None
     return found
 
 
 def _read_verified(path: Path, name: str, sha256: str) -> bytes:
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:  # zlib: a damaged stream
         raise MNISTDataError(f"{path}: cannot be read ({e}). Replace it with the original "
                              f"{name} file (gzipped or not).") from e
     digest = hashlib.sha256(data).hexdigest()
@@ -153,7 +159,12 @@ def load_mnist(root=None, *, download: bool = True) -> MNIST:
     if os.environ.get("MLPBENCH_DATA"):
         explicit.append(("$MLPBENCH_DATA", Path(os.environ["MLPBENCH_DATA"])))
     for label, directory in explicit:
-        if not directory.is_dir():
+        try:
+            is_dir = directory.is_dir()
+        except OSError as e:
+            raise MNISTDataError(f"{label} {directory}: cannot be read ({e.strerror or e})") \
+                from None
+        if not is_dir:
             raise MNISTDataError(f"{label} {directory} is not a directory")
         data = _as_dataset(_load_dir(directory), f"{label} {directory}")
         _say(f"MNIST from {data.source}")

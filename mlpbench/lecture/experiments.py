@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .data import MNISTDataError, load_mnist
 from .plots import plot_runs
-from .training import Config, train
+from .training import Config, describe_setup, resolve_device, train
 
 __all__ = ["LECTURE_RUNS", "main"]
 
@@ -394,7 +394,8 @@ def study_all(args, data, log):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m mlpbench.experiments", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("study", choices=[*STUDIES, "all"])
     p.add_argument("--epochs", type=int, default=15, help="epochs per run (default 15)")
     p.add_argument("--runs", help="lecture: comma-separated run numbers (default all six)")
@@ -402,7 +403,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", help="lecture, precision: comma-separated seeds; the table shows "
                                     "the mean")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto (default): CUDA when a device is visible and this build has CUDA "
+                        "kernels, else the CPU")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("results"))
     args = p.parse_args(argv)
@@ -412,6 +415,7 @@ def main(argv=None):
         p.error(f"--train-limit must be >= 1, got {args.train_limit}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    args.device = resolve_device(args.device)
     torch.set_flush_denormal(True)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -423,6 +427,7 @@ def main(argv=None):
     except MNISTDataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    log(f"mlpbench.experiments: {describe_setup(args.device, 'per study')}")
     log(f"{args.study}: {args.epochs} epoch(s) per run")
     (study_all if args.study == "all" else STUDIES[args.study])(args, data, log)
     return 0

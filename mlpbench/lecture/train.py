@@ -26,7 +26,8 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import MNISTDataError
 from .distributed import setup, teardown
 from ..models import INITS
-from .training import OPTIMIZERS, PRECISIONS, SCHEDULERS, Config, train
+from .training import (OPTIMIZERS, PRECISIONS, SCHEDULERS, Config, Terminated, describe_setup,
+                       native_bf16_cpu, resolve_device, stop_signals, train)
 
 __all__ = ["main", "parse_args"]
 
@@ -69,8 +70,11 @@ def _bounded(kind, low, high=None, low_open=False):
 
 def parse_args(argv=None):
     d = Config()
+    # allow_abbrev=False: an abbreviated flag (--prec) would not count as given
+    # when --resume compares the flags with the checkpoint's.
     p = argparse.ArgumentParser(prog="python -m mlpbench.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--fused", nargs="?", const="mlp", default=d.fused, choices=["mlp", "layer"],
                    help="fused layers (default): the whole network as one op (mlp, the default "
                         "with --fused), or one op per layer (layer)")
@@ -97,7 +101,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=_bounded(int, 1), default=d.batch_size, help="default 100")
     p.add_argument("--standardize", action="store_true", help="(x - mean) / std per pixel")
     p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each activation")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=d.device, help="default cpu")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto (default): CUDA when a device is visible and this build has CUDA "
+                        "kernels, else the CPU")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="fp32 (default), bf16 (autocast to bfloat16, float32 parameters) or "
                         "fp16 (autocast to float16 with gradient scaling; CUDA only)")
@@ -119,6 +125,10 @@ def parse_args(argv=None):
             p.error(f"--out: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if args.device == "cuda" and args.fused is not False and not ops._C.has_cuda():
+        p.error("--device cuda: this build of mlpbench has CPU kernels only (rebuild with "
+                "MLPBENCH_CUDA=1 bash scripts/setup.sh), or train stock layers with --no-fused")
+    args.device = resolve_device(args.device, args.fused)
     if args.precision == "fp16" and args.device != "cuda":
         p.error("--precision fp16: needs --device cuda (on the CPU use bf16)")
     return args
@@ -183,7 +193,8 @@ def main(argv=None):
     args = parse_args(argv)
     context = setup(args.device)
     try:
-        return _run(args, context)
+        with stop_signals():
+            return _run(args, context)
     finally:
         teardown(context)
 
@@ -215,21 +226,32 @@ def _run(args, context):
             say(f"error: --resume {args.resume}: " + "; ".join(conflicts) + ". Leave those flags "
                 "out to continue that run, or start a new one without --resume.", file=sys.stderr)
             return 2
+    # A resumed run goes on with its checkpoint's settings.
+    device, precision = ((saved["config"]["device"], saved["config"].get("precision", "fp32"))
+                         if args.resume is not None else (args.device, args.precision))
+    say(f"mlpbench.train: {describe_setup(device, precision)}", file=sys.stderr)
+    if args.resume is not None:
         done, total = len(saved["epochs"]), max(args.epochs, saved["config"]["epochs"])
         say(f"resuming {args.resume}: {describe(saved['config'])}, after epoch {done} of "
             f"{total}", file=sys.stderr)
+    if precision == "bf16" and device == "cpu" and not native_bf16_cpu():
+        say("warning: --precision bf16: this CPU has no native bfloat16 arithmetic (neither "
+            "AVX512-BF16 nor AMX-BF16), so its bf16 products are emulated: expect steps several "
+            "times slower than --precision fp32 (15.6x measured on an AVX2-only CPU)",
+            file=sys.stderr)
     try:
         history = train(config, data_dir=args.data_dir, out=out, resume=args.resume,
                         progress=not args.quiet, context=context)
     except (MNISTDataError, CheckpointError, ValueError) as e:
         say(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
         where = out / "checkpoint.pt"
-        say("interrupted; " + (f"the last checkpoint is {where} (continue with --resume "
-                                f"{where})" if where.is_file() else "no epoch had finished, "
-                                "nothing was saved"), file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        say(f"{what}; " + (f"the last checkpoint is {where} (continue with --resume {where})"
+                           if where.is_file() else "no epoch had finished, nothing was saved"),
+            file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     if history.diverged:
         say(f"training diverged: {history.diverged}; try a smaller --lr", file=sys.stderr)
         return 3

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .. import _C
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import MNIST, load_mnist, standardize
 from .distributed import Context
@@ -159,21 +160,72 @@ def batch_starts(n: int, batch: int, batchnorm: bool, ranks: int = 1) -> list:
     return starts
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (batch schedulers, `kill`, container stops), handled as Ctrl-C is."""
+
+
+STOP_SIGNALS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+
 @contextlib.contextmanager
-def _sigint_deferred():
-    """Ctrl-C waits until the block is done, so that the files it writes
-    agree (a no-op outside the main thread, where signals cannot be handled)."""
+def stop_signals():
+    """Within the block SIGTERM raises Terminated, as Ctrl-C raises
+    KeyboardInterrupt (a no-op outside the main thread, where signals cannot
+    be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait until the block is done, so that the files it
+    writes agree; then the first of them raises."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if caught:
-        raise KeyboardInterrupt
+        raise STOP_SIGNALS[caught[0]]
+
+
+def resolve_device(device: str, fused=True) -> str:
+    """"auto": CUDA when a device is visible and (for fused layers) this
+    build has CUDA kernels, else the CPU; "cpu" and "cuda" as they are."""
+    if device != "auto":
+        return device
+    usable = torch.cuda.is_available() and (fused is False or _C.has_cuda())
+    return "cuda" if usable else "cpu"
+
+
+def describe_setup(device: str, precision: str) -> str:
+    """The device, precision and build a run uses, in one line."""
+    where = (f"cuda ({torch.cuda.get_device_name()})" if device == "cuda"
+             else f"cpu ({torch.get_num_threads()} threads, {_C.best_simd_level()} kernels)")
+    build = "CPU and CUDA kernels" if _C.has_cuda() else "CPU kernels only"
+    return f"device {where}, precision {precision}, build with {build}, torch {torch.__version__}"
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16, which every
+    CPU with AMX-BF16 has too); without it oneDNN emulates bf16 products."""
+    return _C.best_simd_level() == "avx512_bf16"
 
 
 @dataclass
@@ -350,9 +402,11 @@ def train(config: Config, *, data: MNIST | None = None, data_dir=None, out: Path
 
 
 def write_outputs(out: Path, run: _Run) -> None:
-    """checkpoint.pt first, then metrics.json and curves.png, so that metrics
-    never run ahead of the checkpoint; Ctrl-C waits until all are written.
-    Every rank sends its random state; rank 0 writes."""
+    """checkpoint.pt first, then metrics.json and curves.png, each written to
+    a temporary file and renamed into place, so that metrics never run ahead
+    of the checkpoint and no file is ever half written; Ctrl-C and SIGTERM
+    wait until all three are. Every rank sends its random state; rank 0
+    writes."""
     from .plots import plot_curves
 
     rng = run.ctx.gather(_rng_state(run.device))
@@ -360,7 +414,7 @@ def write_outputs(out: Path, run: _Run) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     history = run.history
-    with _sigint_deferred():
+    with _signals_deferred():
         save_checkpoint({"config": history.config, "epochs": history.epochs,
                          "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                          "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
@@ -370,4 +424,5 @@ def write_outputs(out: Path, run: _Run) -> None:
         metrics.with_name("metrics.json.tmp").write_text(json.dumps(history.to_json(), indent=2))
         os.replace(metrics.with_name("metrics.json.tmp"), metrics)
         if history.epochs:
-            plot_curves(history.epochs, out / "curves.png")
+            plot_curves(history.epochs, out / "curves.png.tmp")
+            os.replace(out / "curves.png.tmp", out / "curves.png")
