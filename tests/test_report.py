@@ -1,6 +1,7 @@
 """The report: summary first, figures that plot the report's own values, from a
 small recorded benchmark JSON; the GPU check script is valid bash."""
 
+import json
 import re
 import subprocess
 import sys
@@ -101,19 +102,38 @@ def test_device_and_dtype_filters(tmp_path, capsys):
     assert report.main([str(RECORDED), "--device", "cpu", "--dtype", "bf16", "--targets"]) == 0
     text = capsys.readouterr().out
     assert "fp32" not in text.split("## Details")[0].replace("float32", "")
-    with pytest.raises(SystemExit):
-        report.main([str(RECORDED), "--device", "cuda"])  # no CUDA rows: a clear error
+    assert report.main([str(RECORDED), "--device", "cuda"]) == 2  # no CUDA rows: a clear error
+    assert capsys.readouterr().err.strip().endswith("no mlpbench benchmark rows for --device cuda")
 
 
-def test_report_rejects_other_json(tmp_path):
+def _one_bench(min_time):
+    return json.dumps({"benchmarks": [{
+        "group": "linear_act[256x10, batch 100, relu, fwdbwd]", "name": "test_x",
+        "stats": {"min": min_time}, "extra_info": {"row": "fused", "device": "cpu"}}]})
+
+
+@pytest.mark.parametrize("content, why", [
+    ("", "is empty"),
+    ('{"benchmarks": [{"group": "linear_act[256x10', "is not valid JSON"),
+    ('{"not": "a benchmark"}', "is not a pytest-benchmark JSON file"),
+    ("[1, 2, 3]", "is not a pytest-benchmark JSON file"),
+    ('{"benchmarks": [{"group": "g"}]}', "has no group or no stats.min time"),
+    (_one_bench(0.0), "has a time of 0.0 s; times must be positive"),
+    (_one_bench(-1e-6), "has a time of -1e-06 s; times must be positive"),
+])
+def test_report_refuses_a_bad_file_in_one_line(tmp_path, capsys, content, why):
+    """Empty, truncated, foreign or zero-time files: one line naming the file,
+    exit status 2, no traceback (and no ZeroDivisionError or targets met)."""
     bad = tmp_path / "bad.json"
-    bad.write_text('{"not": "a benchmark"}')
-    with pytest.raises(SystemExit):
-        report.main([str(bad)])
+    bad.write_text(content)
+    assert report.main([str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {bad}: ") and why in err, err
 
 
-def test_gpu_check_script_is_valid_bash():
-    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
+def test_report_names_a_missing_file(tmp_path, capsys):
+    assert report.main([str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: cannot be read" in capsys.readouterr().err
 
 
 def _interleaved(*args):

@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .summary import ROW_ORDER, load, ratio, summary
+from .summary import (INFERENCE_PEERS, ROW_ORDER, BenchmarkFileError, best_peer, load, ratio,
+                      summary)
 
 __all__ = ["details", "main", "markdown"]
 
@@ -147,14 +148,13 @@ def _step_section(s):
            "`fused` is the whole network as one op, `fused layer` one op per layer; the floor "
            "is the network's products (plus one Adam pass in the step). bf16: float32 "
            "parameters under `torch.autocast`, the floor in bf16.\n"]
-    rows = [("stock", "floor"), ("compile", "floor"), ("fused layer", "floor"),
-            ("fused", "floor"), ("fused", "stock")]
-    out.append("| group | " + " | ".join(["floor", "stock", "compile", "fused layer", "fused"])
-               + " | fused / stock | fused / floor |")
-    out.append("| --- |" + " ---: |" * 7)
+    columns = ["floor", "stock", "compile", "fused layer", "fused"]
+    if any("compile cudagraphs" in g.times for g in groups):
+        columns.insert(3, "compile cudagraphs")
+    out.append("| group | " + " | ".join(columns) + " | fused / stock | fused / floor |")
+    out.append("| --- |" + " ---: |" * (len(columns) + 2))
     for g in groups:
-        times = [(_fmt_time(g.times[r]) if r in g.times else "") for r in
-                 ("floor", "stock", "compile", "fused layer", "fused")]
+        times = [(_fmt_time(g.times[r]) if r in g.times else "") for r in columns]
         out.append(f"| {g.name} | " + " | ".join(times) + f" | {_fmt(ratio(g, 'fused', 'stock'))}"
                    f" | {_fmt(ratio(g, 'fused', 'floor'))} |")
     targets = []
@@ -182,6 +182,38 @@ def _step_section(s):
     return "\n".join(out) + "\n"
 
 
+def _inference_section(s):
+    groups = s["inference"]
+    if not groups:
+        return ""
+    out = ["## Inference: the lecture network against the fastest CPU peers\n",
+           "Eval mode under `torch.inference_mode`: stock eager, `torch.compile` with freezing "
+           "(inductor lowers Linear+ReLU to oneDNN's fused Linear+activation), a chain of "
+           "oneDNN's fused Linear+activation calls (`mkldnn._linear_pointwise`), and fused "
+           "(the whole-MLP op). bf16: model and input in bfloat16.\n",
+           "| group | " + " | ".join(INFERENCE_PEERS) + " | fused | fused / best peer |",
+           "| --- |" + " ---: |" * (len(INFERENCE_PEERS) + 2)]
+    checks = []
+    for g in groups:
+        best = best_peer(g)
+        cells = [_fmt_time(g.times[r]) if r in g.times else "" for r in [*INFERENCE_PEERS, "fused"]]
+        verdict = "" if best is None else f"{best[0]:.2f}x{'*' if best[2] else ''} ({best[1]})"
+        out.append(f"| {g.name} | " + " | ".join(cells) + f" | {verdict} |")
+        if best is not None:
+            checks.append((g, best[0]))
+    out.append("\n| target | wanted | measured | met |\n| --- | --- | --- | --- |")
+    for g, value in checks:
+        out.append(f"| {g.name}: fused over the best peer | <= 1.00x | {value:.2f}x | "
+                   f"{'**yes**' if value <= 1.0 else 'no'} |")
+    latency = [f"{g.name.split(', ')[-1] if g.dtype == 'bf16' else 'fp32'}: fused "
+               f"{g.times['fused'] * 1e6:.1f} us"
+               + "".join(f", {r} {g.times[r] * 1e6:.1f} us" for r in INFERENCE_PEERS if r in g.times)
+               for g in groups if g.parts[1] == "batch 1" and "fused" in g.times]
+    if latency:
+        out.append("\nBatch-1 latency: " + "; ".join(latency) + ".")
+    return "\n".join(out) + "\n"
+
+
 def _memory_section(s):
     if not s["memory"]:
         return ""
@@ -202,8 +234,8 @@ def markdown(groups, device, title=None, figures=None):
              "Summary first; every group's own table follows under Details.\n"]
     for name, caption in (figures or {}).items():
         parts.append(f"![{caption}]({name})\n")
-    for section in (_step_section(s), _linear_act_section(s), _relu_section(s),
-                    _dropout_section(s), _memory_section(s)):
+    for section in (_step_section(s), _inference_section(s), _linear_act_section(s),
+                    _relu_section(s), _dropout_section(s), _memory_section(s)):
         if section:
             parts.append(section)
     return "\n".join(parts)
@@ -234,7 +266,8 @@ def details(groups, device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mlpbench.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("json", nargs="+", help="files written by pytest --benchmark-json")
     parser.add_argument("--device", choices=["cpu", "cuda"],
                         help="this device's rows only (default: each device present)")
@@ -248,11 +281,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         groups = load(args.json, args.device, args.dtype)
-    except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
-        parser.error(str(e))
+    except BenchmarkFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not groups:
-        parser.error(f"{args.json}: no mlpbench benchmark rows found"
-                     + (f" for --device {args.device}" if args.device else ""))
+        print(f"error: {', '.join(args.json)}: no mlpbench benchmark rows"
+              + (f" for --device {args.device}" if args.device else "")
+              + (f" and --dtype {args.dtype}" if args.dtype else ""), file=sys.stderr)
+        return 2
     texts = []
     for device in sorted({g.device for g in groups.values()}):
         figures = {}

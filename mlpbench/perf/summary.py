@@ -17,14 +17,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CLAIM_ACTIVATIONS", "Group", "load", "ratio", "summary"]
+__all__ = ["CLAIM_ACTIVATIONS", "BenchmarkFileError", "Group", "best_peer", "load", "ratio",
+           "summary"]
 
 # The activations the lecture compares with ReLU (ReLU itself first).
 CLAIM_ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu"]
 
 # The order rows appear in within a group.
 ROW_ORDER = ["floor", "copy", "relu fwd", "stock", "stock bf16", "stock autocast", "stock fwd",
-             "stock bwd", "compile", "fused layer", "fused", "fused autocast", "fused fwd",
+             "stock bwd", "compile", "compile cudagraphs", "compile freezing", "onednn", "fused layer", "fused", "fused autocast", "fused fwd",
              "fused bwd", "cublaslt"]
 
 
@@ -50,17 +51,63 @@ def _parse(name):
     return kind, parts[:-1] if dtype == "bf16" else parts, dtype
 
 
+class BenchmarkFileError(ValueError):
+    """A file that is not a usable benchmark JSON; the message names it and says why."""
+
+
+def _lines(path, text):
+    """A stream of rows (bench/conftest.py: MLPBENCH_BENCH_STREAM), one JSON
+    object a line; a last line cut short by a stopped run is left out."""
+    rows = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            if number == len(lines):
+                break
+            raise BenchmarkFileError(f"{path}: line {number} is not valid JSON ({e})") from None
+    return {"benchmarks": rows}
+
+
+def _read(path):
+    """The benchmarks of a pytest-benchmark JSON file (or a .jsonl stream of
+    rows), checked."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise BenchmarkFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not text.strip():
+        raise BenchmarkFileError(f"{path}: is empty, not a pytest-benchmark JSON file")
+    try:
+        data = _lines(path, text) if str(path).endswith(".jsonl") else json.loads(text)
+    except ValueError as e:
+        raise BenchmarkFileError(f"{path}: is not valid JSON ({e}); truncated?") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise BenchmarkFileError(f"{path}: is not a pytest-benchmark JSON file (no "
+                                 "'benchmarks' list)")
+    for bench in data["benchmarks"]:
+        name = bench.get("fullname") or bench.get("name") if isinstance(bench, dict) else None
+        try:
+            fastest, group = bench["stats"]["min"], bench["group"]
+        except (KeyError, TypeError):
+            raise BenchmarkFileError(f"{path}: benchmark {name or '?'} has no group or no "
+                                     "stats.min time") from None
+        if not isinstance(fastest, (int, float)) or not fastest > 0 or not isinstance(group, str):
+            raise BenchmarkFileError(f"{path}: benchmark {name or '?'} has a time of {fastest!r} "
+                                     "s; times must be positive numbers")
+    return data["benchmarks"]
+
+
 def load(paths, device=None, dtype=None):
-    """{(device, group name): Group} of every mlpbench row in the JSON files."""
+    """{(device, group name): Group} of every mlpbench row in the JSON files;
+    BenchmarkFileError for a file that is not a usable benchmark JSON."""
     groups = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        data = json.loads(Path(path).read_text())
-        if "benchmarks" not in data:
-            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' key)")
-        for bench in data["benchmarks"]:
+        for bench in _read(path):
             info = bench.get("extra_info", {})
             dev = info.get("device", "cpu")
-            if "row" not in info or (device and dev != device):
+            if "row" not in info or "[" not in bench["group"] or (device and dev != device):
                 continue
             kind, parts, dt = _parse(bench["group"])
             if dtype and dt != dtype:
@@ -69,8 +116,12 @@ def load(paths, device=None, dtype=None):
             group = groups.setdefault(key, Group(dev, bench["group"], kind, parts, dt))
             inner = info.get("inner", 1)
             group.times[info["row"]] = bench["stats"]["min"] / inner
-            if info.get("beside"):
-                group.beside[info["row"]] = {r: t / inner for r, t in info["beside"].items()}
+            beside = info.get("beside") or {}
+            if any(not (isinstance(t, (int, float)) and t > 0) for t in beside.values()):
+                raise BenchmarkFileError(f"{path}: benchmark {bench['group']} {info['row']} has "
+                                         "an interleaved time that is not positive")
+            if beside:
+                group.beside[info["row"]] = {r: t / inner for r, t in beside.items()}
             if "saved_bytes" in info:
                 group.saved[info["row"]] = info["saved_bytes"]
     return groups
@@ -154,6 +205,23 @@ def _relu_claim(groups, device):
     return out
 
 
+INFERENCE_PEERS = ["stock", "compile freezing", "onednn"]
+
+
+def best_peer(group):
+    """(fused time / the fastest peer's, that peer, interleaved?) of an
+    inference group, or None; a peer timed beside fused counts at that time."""
+    if "fused" not in group.times:
+        return None
+    near = group.beside.get("fused", {})
+    peers = {r: near.get(r, group.times.get(r)) for r in INFERENCE_PEERS}
+    peers = {r: t for r, t in peers.items() if t}
+    if not peers:
+        return None
+    peer = min(peers, key=peers.get)
+    return group.times["fused"] / peers[peer], peer, peer in near
+
+
 def _rows_of(groups, device, kind, dtype=None):
     return sorted((g for g in groups.values() if g.kind == kind and g.device == device
                    and (dtype is None or g.dtype == dtype)), key=lambda g: g.name)
@@ -168,5 +236,6 @@ def summary(groups, device):
         "relu": _relu_claim(groups, device),
         "dropout": _rows_of(groups, device, "dropout"),
         "step": _rows_of(groups, device, "mlp_step") + _rows_of(groups, device, "mlp"),
+        "inference": _rows_of(groups, device, "inference"),
         "memory": _rows_of(groups, device, "memory"),
     }
