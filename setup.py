@@ -1,8 +1,10 @@
 """Builds mlpbench._C, the one extension module holding every kernel.
 
-CUDAExtension when torch was built with CUDA and nvcc is found, CppExtension
-otherwise. MLPBENCH_CUDA=1 forces the CUDA build (and fails without nvcc),
-MLPBENCH_CUDA=0 forces the CPU-only build.
+The CUDA kernels are built where they can run or where they are asked for:
+MLPBENCH_CUDA=1 builds them (and fails without a CUDA torch and nvcc),
+MLPBENCH_CUDA=0 never does, and unset builds them when a CUDA device is
+visible (a CPU-only machine then spends no time in nvcc on kernels it cannot
+run). mlpbench._C.has_cuda() says which build you have.
 """
 
 import glob
@@ -49,7 +51,9 @@ def _want_cuda():
     if forced == "1" and not available:
         sys.exit("MLPBENCH_CUDA=1 but torch has no CUDA or nvcc was not found "
                  f"(torch.version.cuda={torch.version.cuda}, CUDA_HOME={_cuda_home})")
-    return available if forced is None or forced == "" else forced == "1"
+    if forced in (None, ""):
+        return available and torch.cuda.is_available()
+    return forced == "1"
 
 
 def _extension():
