@@ -6,7 +6,7 @@ a ReLU's and a plain copy's time beside the float32 forward: the lecture's
 import pytest
 import torch
 
-from conftest import DEVICES
+from conftest import DEVICES, smoke
 from mlpbench import ops
 from mlpbench.reference import stock_activation
 
@@ -36,7 +36,7 @@ def test_activation(measure, row, name, dtype, device, size):
     bf16 = dtype == "bf16"
     group = f"activation[{name}, {_size_id(shape)}{', bf16' if bf16 else ''}]"
     torch.manual_seed(0)
-    x = torch.randn(shape, device=device).to(torch.bfloat16 if bf16 else torch.float32)
+    x = torch.randn(smoke(shape, (64,)), device=device).to(torch.bfloat16 if bf16 else torch.float32)
     kind, mode = row.split()
     if mode == "bwd" and not ops.activation_info(name)["differentiable"]:
         pytest.skip("step has no backward")
@@ -68,7 +68,7 @@ def test_reference_rows(measure, row, device, size):
     """A device copy into a preallocated tensor, and our ReLU, per size."""
     shape = SIZES[device][size]
     group = f"activation[reference, {_size_id(shape)}]"
-    x = torch.randn(shape, device=device)
+    x = torch.randn(smoke(shape, (64,)), device=device)
     out = torch.empty_like(x)
     fn = (lambda: out.copy_(x)) if row == "copy" else (lambda: ops.activation(x, "relu"))
     with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import DEVICES
+from conftest import DEVICES, smoke
 from mlpbench import nn as mnn
 from mlpbench import ops
 from mlpbench.perf.memory import saved_tensor_bytes
@@ -22,8 +22,9 @@ P = 0.3
 @pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
 def test_dropout(measure, row, mode, dtype, shape, device):
     dt = torch.bfloat16 if dtype == "bf16" else torch.float32
-    x = torch.randn(shape, device=device).to(dt).requires_grad_(mode == "fwdbwd")
-    g = torch.randn(shape, device=device).to(dt)
+    size = smoke(shape, (4, 16))
+    x = torch.randn(size, device=device).to(dt).requires_grad_(mode == "fwdbwd")
+    g = torch.randn(size, device=device).to(dt)
     forwards = {"stock": lambda: F.dropout(x, P), "fused": lambda: ops.dropout(x, P)}
     if mode == "fwd":
         calls = forwards
@@ -45,8 +46,8 @@ def test_linear_relu_dropout_block(measure, row, batch, device):
     torch.manual_seed(0)
     blocks = {"stock": nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(P)).to(device),
               "fused": mnn.FusedLinear(784, 256, "relu", dropout=P).to(device)}
-    x = torch.randn(batch, 784, device=device)
-    g = torch.randn(batch, 256, device=device)
+    x = torch.randn(smoke(batch, 8), 784, device=device)
+    g = torch.randn(smoke(batch, 8), 256, device=device)
     calls = {r: (lambda m=m: torch.autograd.grad(m(x), tuple(m.parameters()), g))
              for r, m in blocks.items()}
     beside = {"stock": calls["stock"]} if row == "fused" else None

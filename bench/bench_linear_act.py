@@ -14,7 +14,7 @@ import contextlib
 import pytest
 import torch
 
-from conftest import DEVICES, skip_unless_compiled
+from conftest import DEVICES, skip_unless_compiled, smoke
 from mlpbench import ops
 from mlpbench.reference import stock_linear_act
 
@@ -39,12 +39,12 @@ def _inputs(n_in, n_out, batch, name, kw, device, grad, dtype):
 _COMPILED = {}  # one compiled stock function per activation, shared by its rows
 
 
-def _forward(row, name, kw):
+def _forward(row, name, kw, shape):
     if row.startswith("fused"):
         return lambda x, w, b: ops.linear_act(x, w, b, name, **kw)
     if row.startswith("stock"):
         return lambda x, w, b: stock_linear_act(x, w, b, name, **kw)
-    skip_unless_compiled(name)
+    skip_unless_compiled(name, shape)
     key = (name, tuple(sorted(kw.items())))
     if key not in _COMPILED:
         # Static shapes: a graph specialised to each configuration, as a user's would be.
@@ -53,7 +53,7 @@ def _forward(row, name, kw):
     return _COMPILED[key]
 
 
-def _row_fn(row, name, kw, tensors, g, grad, autocast):
+def _row_fn(row, name, kw, tensors, g, grad, autocast, shape):
     """The timed call of a row: the floor's products (on detached tensors, so
     that they record no graph), or a forward, with its backward (of g) when
     grad; under autocast where the row is an autocast row."""
@@ -64,7 +64,7 @@ def _row_fn(row, name, kw, tensors, g, grad, autocast):
             gp = torch.randn(x.shape[0], w.shape[0], device=x.device).to(x.dtype)  # maxout: all pieces
             return lambda: (torch.addmm(bd, xd, wd.t()), gp.mm(wd), gp.t().mm(xd))
         return lambda: torch.addmm(bd, xd, wd.t())
-    f = _forward(row, name, kw)
+    f = _forward(row, name, kw, shape)
     context = autocast if autocast is not None else contextlib.nullcontext
 
     def call():
@@ -93,6 +93,7 @@ def test_linear_act(measure, row, shape, batch, act, mode, dtype, device):
         pytest.skip("autocast rows are bf16 rows")
     group = f"linear_act[{n_in}x{n_out}, batch {batch}, {name}, {mode}{', bf16' if bf16 else ''}]"
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else None
+    n_in, n_out, batch = smoke(n_in, min(n_in, 32)), smoke(n_out, min(n_out, 32)), smoke(batch, 8)
     # Tensors: bf16 for floor, stock and fused; float32 under autocast.
     low = _inputs(n_in, n_out, batch, name, kw, device, grad, torch.bfloat16 if bf16 else torch.float32)
     high = _inputs(n_in, n_out, batch, name, kw, device, grad, torch.float32) if bf16 else low
@@ -101,7 +102,7 @@ def test_linear_act(measure, row, shape, batch, act, mode, dtype, device):
     def make(r):
         uses_autocast = bf16 and (r in ("stock autocast", "compile", "fused autocast"))
         return _row_fn(r, name, kw, high if uses_autocast else low, g, grad,
-                       autocast if uses_autocast else None)
+                       autocast if uses_autocast else None, shape)
 
     if row == "cublaslt":
         if device != "cuda" or grad or bf16 or name not in ("relu", "gelu"):

@@ -7,8 +7,9 @@ whole, at batch 100 and 4096, in float32 and under bfloat16 autocast:
 
 Rows: the floor (the products the network needs: four forward, four
 weight-gradient and three input-gradient products, in bf16 for the bf16
-groups, plus one Adam pass in the step), stock eager, torch.compile of stock,
-fused per layer, and fused whole-MLP (the default `fused`). In the bf16
+groups, plus one Adam pass in the step), stock eager, torch.compile of stock
+(and on CUDA with mode="reduce-overhead": CUDA graphs), fused per layer, and
+fused whole-MLP (the default `fused`). In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
 the stock row and the floor interleaved with themselves (conftest.measure)."""
@@ -19,13 +20,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEVICES, skip_unless_compiled
+from conftest import DEVICES, skip_unless_compiled, smoke
 from mlpbench.models import MLP
 
 SIZES = [784, 256, 256, 256, 10]
 NET = "784-256-256-256-10 relu dropout 0.3"
-FUSED = {"stock": False, "stock bf16": False, "compile": False, "fused layer": "layer",
-         "fused": "mlp"}
+FUSED = {"stock": False, "stock bf16": False, "compile": False, "compile cudagraphs": False,
+         "fused layer": "layer", "fused": "mlp"}
 
 
 def _model(row, device, bf16):
@@ -65,7 +66,10 @@ def _call(row, device, x, y, step, bf16):
     model = _model(row, device, bf16)
     if row == "floor":
         return _floor(model, x, step, torch.bfloat16 if bf16 else torch.float32)
-    forward = torch.compile(model, dynamic=False) if row == "compile" else model
+    forward = model
+    if row.startswith("compile"):
+        mode = "reduce-overhead" if row == "compile cudagraphs" else "default"
+        forward = torch.compile(model, dynamic=False, mode=mode)
     if row == "stock bf16":
         x = x.bfloat16()
     autocast = bf16 and row != "stock bf16"
@@ -96,12 +100,14 @@ def _call(row, device, x, y, step, bf16):
 @pytest.mark.parametrize("what", ["fwdbwd", "step"])
 def test_mlp(measure, what, precision, batch, device, row):
     bf16 = precision == "bf16"
-    if row == "compile":
+    if row.startswith("compile"):
         skip_unless_compiled("relu")
+    if row == "compile cudagraphs" and device != "cuda":
+        pytest.skip("CUDA graphs: a CUDA row")
     if row == "stock bf16" and not bf16:
         pytest.skip("the bf16 model is a bf16 row")
-    x = torch.rand(batch, 784, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    x = torch.rand(smoke(batch, 8), 784, device=device)
+    y = torch.randint(0, 10, (smoke(batch, 8),), device=device)
     step = what == "step"
     beside = None
     if row.startswith("fused"):

@@ -1,11 +1,20 @@
-"""Shared fixtures of the benchmark suite.
+"""Shared fixtures and settings of the benchmark suite.
 
 Each benchmark is one row of a group (benchmark.group); extra_info["row"]
 says which (floor, stock, compile, fused, ...). On CUDA a timed call runs the
 work `inner` times and synchronises once, so launch latency is measured but
 not the host's wait; `python -m mlpbench.report` divides by `inner`.
+
+Presets (MLPBENCH_BENCH_PRESET):
+- full (default): every group; torch.compile rows where they answer a
+  question, ReLU and GELU at the lecture's shapes (MLPBENCH_BENCH_COMPILE=all
+  for every one, or a comma-separated list of activations);
+- quick: the questions' headline groups (the lecture network, the ReLU
+  question, Linear+ReLU/GELU at 784->256, inference), for a first look;
+- smoke: every row once at smoke-size shapes (CI, with --benchmark-disable).
 """
 
+import json
 import os
 import time
 
@@ -28,14 +37,54 @@ for _name in ("recompile_limit", "cache_size_limit"):
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
 CUDA_INNER = 20
+PRESET = os.environ.get("MLPBENCH_BENCH_PRESET", "full")
+if PRESET not in ("full", "quick", "smoke"):
+    raise pytest.UsageError(f"MLPBENCH_BENCH_PRESET must be full, quick or smoke, got {PRESET!r}")
+SMOKE = PRESET == "smoke"
 # Activations whose torch.compile rows run ("all", or a comma-separated list):
-# each row compiles a graph, which costs seconds; CI sets one.
-COMPILE_ACTS = os.environ.get("MLPBENCH_BENCH_COMPILE", "all")
+# each row compiles a graph, which costs seconds.
+COMPILE_ACTS = os.environ.get("MLPBENCH_BENCH_COMPILE", "relu,gelu")
+# The lecture's layer shapes, where compile rows answer a question.
+LECTURE_SHAPES = {(784, 256), (256, 256), (256, 10)}
+# quick: the node ids it keeps (substrings, all of one entry).
+QUICK = [
+    ("bench_mlp_step.py", "-cpu-" if not torch.cuda.is_available() else ""),
+    ("bench_activation.py", "size1-fp32-"),
+    ("bench_activation.py::test_reference_rows", "size1"),
+    ("bench_linear_act.py", "784x256-", "-relu-fwdbwd-fp32-"),
+    ("bench_linear_act.py", "784x256-", "-gelu-fwdbwd-fp32-"),
+    ("bench_inference.py", ""),
+]
 
 
-def skip_unless_compiled(name):
-    if COMPILE_ACTS != "all" and name not in COMPILE_ACTS.split(","):
+def smoke(full, small):
+    """A benchmark's size: `small` in the smoke preset, else `full`."""
+    return small if SMOKE else full
+
+
+def pytest_collection_modifyitems(config, items):
+    if PRESET != "quick":
+        return
+    keep = [i for i in items if any(all(part in i.nodeid for part in entry) for entry in QUICK)]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
+# A file each row's result is appended to as soon as it is measured (one
+# JSON line, pytest-benchmark's fields), so that a run stopped early keeps
+# every finished row: pytest-benchmark writes its JSON only at the end.
+STREAM = os.environ.get("MLPBENCH_BENCH_STREAM")
+
+
+def skip_unless_compiled(name, shape=None):
+    """torch.compile rows of activation `name` (at layer `shape`) run where
+    they answer a question, unless MLPBENCH_BENCH_COMPILE says otherwise."""
+    if COMPILE_ACTS == "all":
+        return
+    if name not in COMPILE_ACTS.split(","):
         pytest.skip(f"torch.compile rows of {name} are off (MLPBENCH_BENCH_COMPILE={COMPILE_ACTS})")
+    if shape is not None and tuple(shape) not in LECTURE_SHAPES:
+        pytest.skip("torch.compile rows at the lecture's shapes (MLPBENCH_BENCH_COMPILE=all for all)")
 
 
 def _timed(fn, device):
@@ -51,8 +100,18 @@ def _timed(fn, device):
     return timed
 
 
+def _stream(benchmark, request):
+    if not STREAM or benchmark.stats is None:
+        return
+    record = {"group": benchmark.group, "name": request.node.name,
+              "fullname": request.node.nodeid, "stats": {"min": benchmark.stats.stats.min},
+              "extra_info": benchmark.extra_info}
+    with open(STREAM, "a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
 @pytest.fixture
-def measure(benchmark, pytestconfig):
+def measure(benchmark, pytestconfig, request):
     """measure(group, row, fn, device, beside=None, **info): time fn() as `row`
     of `group`.
 
@@ -75,6 +134,7 @@ def measure(benchmark, pytestconfig):
         target = _timed(fn, device)
         if not beside:
             benchmark(target)
+            _stream(benchmark, request)
             return
         fastest = {name: float("inf") for name in beside}
 
@@ -96,5 +156,6 @@ def measure(benchmark, pytestconfig):
         benchmark.pedantic(target, setup=time_beside, rounds=rounds, warmup_rounds=1)
         if all(t < float("inf") for t in fastest.values()):
             benchmark.extra_info["beside"] = fastest
+        _stream(benchmark, request)
 
     return run
