@@ -49,19 +49,24 @@ def test_elementwise_ops_do_not_depend_on_threads(act):
                                    (512, 1024, 1024), (4096, 784, 256)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_linear_act_across_thread_counts(shape):
-    """grad_bias sums fixed chunks in a fixed order: the same bits at any
-    thread count. The two input-gradient products run side by side, one
-    thread each, while each thread's share is small (2^24 multiply-adds), or
-    from 2^29 on two threads (linear_act_cpu.cpp), else one after the other,
-    threaded: either way equal to one thread's within float tolerance."""
+    """grad_bias sums fixed chunks of grad_pre in a fixed order: from the same
+    saved pre-activation, the same bits at any thread count. The products
+    (forward in row blocks fixed by the shape, one thread each; the two
+    input-gradient products side by side, or one after the other, threaded:
+    linear_act_cpu.cpp) agree with one thread's within float tolerance."""
     batch, n_in, n_out = shape
     x, w, b = make_linear(n_in, n_out, "gelu", {}, dtype=torch.float32, batch=(batch,),
                           requires_grad=True)
     g = torch.randn(batch, n_out)
+    kw = dict(activation="gelu", dropout_p=0.2, offset=0, seed=torch.tensor([9]))
+    _, pre = torch.ops.mlpbench.linear_act(x, w, b, **kw)
 
     def run():
         y = ops.linear_act(x, w, b, "gelu", dropout_p=0.2, seed=9)
-        return (y, *torch.autograd.grad(y, (x, w, b), g))
+        gx, gw, _ = torch.autograd.grad(y, (x, w, b), g)
+        gb = torch.ops.mlpbench.linear_act_backward(g, x, w, pre, output_mask=[False, False, True],
+                                                   **kw)[2]
+        return y, gx, gw, gb
 
     results = _per_thread_count(run)
     for n in THREADS[1:]:
