@@ -12,6 +12,10 @@ Presets (MLPBENCH_BENCH_PRESET):
 - quick: the questions' headline groups (the lecture network, the ReLU
   question, Linear+ReLU/GELU at 784->256, inference), for a first look;
 - smoke: every row once at smoke-size shapes (CI, with --benchmark-disable).
+
+MLPBENCH_SIMD=avx2 (or baseline, avx512) runs the CPU kernels at that
+instruction set, as on a CPU that has no better one; each row records the
+level it ran at (extra_info["simd"]).
 """
 
 import json
@@ -21,12 +25,16 @@ import time
 import pytest
 import torch
 
+from mlpbench import ops
 from mlpbench.perf.fair_timing import fair_timing
 
 # Fair baselines (see README and mlpbench/fair_timing.py), for stock and
 # fused alike: denormals flushed, one inductor compile thread, freed memory
 # kept in the heap.
 fair_timing()
+if os.environ.get("MLPBENCH_SIMD"):
+    ops._C.set_simd_level(os.environ["MLPBENCH_SIMD"])
+SIMD = ops._C.simd_level()
 
 # torch.compile rows: one compiled graph per configuration, never the silent
 # eager fallback that hitting the recompile limit gives.
@@ -125,6 +133,8 @@ def measure(benchmark, pytestconfig, request):
     def run(group, row, fn, device, beside=None, **info):
         benchmark.group = group
         benchmark.extra_info.update(row=row, device=device, **info)
+        if device == "cpu":
+            benchmark.extra_info["simd"] = SIMD
         beside = {name: _timed(f, device) for name, f in (beside or {}).items()}
         for f in (fn, *beside.values()):
             f()  # warm up: allocator, cuBLAS handles, compiled graphs

@@ -245,3 +245,16 @@ def test_precision_fp16_needs_cuda():
     assert done.returncode == 2 and "--precision fp16: needs --device cuda" in done.stderr
     with pytest.raises(ValueError, match="fp16 needs --device cuda"):
         train(Config(precision="fp16"), data=_synthetic(10), progress=False)
+
+
+@REAL_MNIST
+def test_train_ab_alternates_fused_and_stock_epochs():
+    """scripts/train_ab.py: both runs train every epoch, in turns, and it
+    reports the per-epoch ratio."""
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "train_ab.py")
+    done = subprocess.run([sys.executable, script, "--epochs", "2", "--train-limit", "300",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "s |" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
+    assert "fused / stock per epoch: median" in done.stdout
