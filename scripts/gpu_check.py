@@ -79,7 +79,7 @@ class Stage:
         """cmd with the time left minus `reserve` seconds (a share of the
         budget at most: what must follow, the report and the archive);
         returns (return code or None if stopped at the budget, output)."""
-        limit = self.left() - min(reserve, 0.1 * self.budget)
+        limit = self.left() - min(reserve, 0.3 * self.budget)
         if limit < 5:
             self.notes.append(f"skipped {label}: {max(self.left(), 0):.0f} s of the budget left")
             self.say(f"skip {label} (budget)")

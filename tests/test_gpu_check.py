@@ -37,6 +37,8 @@ def test_bench_stage_rehearsal_stops_at_its_budget_with_what_it_has(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     finished = int(summary.split("groups finished: ")[1].split(" of ")[0])
     assert 1 <= finished < 4, summary  # the last group is more than the budget holds
+    took, budget = summary.split("stage time: ")[1].split(" s\n")[0].split(" s of ")
+    assert float(took) <= float(budget), summary  # the report and archive fit the reserve
     assert "stopped every linear_act row" in summary or "skipped every linear_act row" in summary
     assert "## The lecture network" in summary  # the report of the rows it has
     with tarfile.open(tmp_path / "bench.tar.gz") as tar:
