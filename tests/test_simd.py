@@ -97,6 +97,21 @@ def test_vector_philox_matches_the_scalar_generator(level):
     assert mask.tolist() == want
 
 
+@pytest.mark.parametrize("begin", [0, 4 * (2**32 - 40) + 3], ids=["start", "carry"])
+def test_every_levels_philox_words_equal_the_scalar_generators(level, begin):
+    """The vector generators (32 blocks at once with AVX-512, 16 with AVX2)
+    word for word against philox4x32, from an element off a block boundary
+    and across the 2^32-block boundary, where the counter's low word wraps."""
+    seed, offset, count = 0xDEADBEEF12345, 2**32 + 9, 700
+    words = _C.dropout_words(seed, offset, begin, count)
+    want = []
+    for block in range(begin // 4, (begin + count + 3) // 4):
+        want += ops.philox4x32((block & 0xFFFFFFFF, block >> 32, offset & 0xFFFFFFFF, offset >> 32),
+                               (seed & 0xFFFFFFFF, seed >> 32))
+    first = begin % 4
+    assert words == want[first:first + count]
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 @pytest.mark.parametrize("act", ["relu", "gelu", "tanh"])
 def test_linear_act_at_each_level(level, act, p):

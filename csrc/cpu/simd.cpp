@@ -1,5 +1,6 @@
 // Which instruction set simd_dispatch() runs the CPU kernels with, and the
-// dropout words (Philox4x32-10, philox.h) for spans of elements.
+// dropout words (Philox4x32-10, philox.h) for spans of elements: 32 blocks at
+// a time with AVX-512, 16 with AVX2, one by one otherwise; the same words.
 #include "simd.h"
 
 #include <atomic>
@@ -118,6 +119,82 @@ MLPB_AVX512 void avx512_words(const DropoutMask& mask, uint64_t block, int64_t b
     store_words(second, words + 4 * b + 64);
   }
 }
+
+#define MLPB_AVX2 __attribute__((target("avx2")))
+
+// The AVX2 generator: as the AVX-512 one above, on 8 lanes.
+MLPB_AVX2 inline void mulhilo8(__m256i m, __m256i a, __m256i& lo, __m256i& hi) {
+  const __m256i even = _mm256_mul_epu32(a, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+struct Blocks8 {
+  __m256i c0, c1, c2, c3;
+};
+
+MLPB_AVX2 inline Blocks8 philox8(const DropoutMask& mask, uint64_t block0) {
+  const __m256i base = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(block0)));
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(block0 >> 32));
+  Blocks8 r;
+  r.c0 = _mm256_add_epi32(base, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  // Blocks past a 2^32 boundary carry into the high word: c0 < base,
+  // unsigned, compared as signed after flipping the sign bits (-1 where true).
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i carry = _mm256_cmpgt_epi32(_mm256_xor_si256(base, sign),
+                                           _mm256_xor_si256(r.c0, sign));
+  r.c1 = _mm256_sub_epi32(high, carry);
+  r.c2 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(mask.offset)));
+  r.c3 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(mask.offset >> 32)));
+  return r;
+}
+
+MLPB_AVX2 inline void philox_rounds8(const DropoutMask& mask, Blocks8& a, Blocks8& b) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i key1 = _mm256_set1_epi32(static_cast<int>(k1));
+    for (Blocks8* g : {&a, &b}) {
+      __m256i lo0, hi0, lo1, hi1;
+      mulhilo8(m0, g->c0, lo0, hi0);
+      mulhilo8(m1, g->c2, lo1, hi1);
+      g->c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, g->c1), key0);
+      g->c1 = lo1;
+      g->c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, g->c3), key1);
+      g->c3 = lo0;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+// Stores the 32 words of 8 blocks in element order.
+MLPB_AVX2 inline void store_words8(const Blocks8& r, uint32_t* out) {
+  // Within each 128-bit half H: a = block 4H's four words, b = block 4H+1's, ...
+  const __m256i lo01 = _mm256_unpacklo_epi32(r.c0, r.c1), hi01 = _mm256_unpackhi_epi32(r.c0, r.c1);
+  const __m256i lo23 = _mm256_unpacklo_epi32(r.c2, r.c3), hi23 = _mm256_unpackhi_epi32(r.c2, r.c3);
+  const __m256i a = _mm256_unpacklo_epi64(lo01, lo23), b = _mm256_unpackhi_epi64(lo01, lo23);
+  const __m256i c = _mm256_unpacklo_epi64(hi01, hi23), d = _mm256_unpackhi_epi64(hi01, hi23);
+  auto* v = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(v, _mm256_permute2x128_si256(a, b, 0x20));      // blocks 0, 1
+  _mm256_storeu_si256(v + 1, _mm256_permute2x128_si256(c, d, 0x20));  // blocks 2, 3
+  _mm256_storeu_si256(v + 2, _mm256_permute2x128_si256(a, b, 0x31));  // blocks 4, 5
+  _mm256_storeu_si256(v + 3, _mm256_permute2x128_si256(c, d, 0x31));  // blocks 6, 7
+}
+
+// Blocks [block, block + blocks), blocks a multiple of 16.
+MLPB_AVX2 void avx2_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
+                          uint32_t* words) {
+  for (int64_t b = 0; b < blocks; b += 16) {
+    Blocks8 first = philox8(mask, block + b), second = philox8(mask, block + b + 8);
+    philox_rounds8(mask, first, second);
+    store_words8(first, words + 4 * b);
+    store_words8(second, words + 4 * b + 32);
+  }
+}
 #endif
 
 }  // namespace
@@ -145,12 +222,18 @@ void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint3
     const Philox4 w = mask.block_words(i >> 2);
     for (uint64_t lane = i & 3; lane < 4 && i < end; ++lane, ++i) words[i - begin] = w.v[lane];
   }
-  // Whole blocks: 32 at a time with AVX-512, the rest one by one.
+  // Whole blocks: 32 at a time with AVX-512, 16 with AVX2, the rest one by one.
   int64_t blocks = static_cast<int64_t>((end - i) >> 2);
 #ifdef MLPB_SIMD_DISPATCH
   if (level() >= Level::Avx512 && blocks >= 32) {
     const int64_t fast = blocks & ~int64_t{31};
     avx512_words(mask, i >> 2, fast, words + (i - begin));
+    i += 4 * static_cast<uint64_t>(fast);
+    blocks -= fast;
+  }
+  if (level() >= Level::Avx2 && blocks >= 16) {
+    const int64_t fast = blocks & ~int64_t{15};
+    avx2_words(mask, i >> 2, fast, words + (i - begin));
     i += 4 * static_cast<uint64_t>(fast);
     blocks -= fast;
   }

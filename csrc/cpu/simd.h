@@ -310,6 +310,22 @@ MLPB_TARGET_AVX512 inline VFloatT<16> m_recip(VFloatT<16> x) {
   const VFloatT<16> r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
   return newton_recip(cap_above(x, 3e38f), r);
 }
+
+// AVX2 overloads for the 8-lane vector, which only the AVX2 build uses
+// (run_avx2 inlines them): vminps/vmaxps cap in one instruction where a
+// comparison and a blend take two, and vrcpps's 12 bits of 1 / x take two
+// Newton steps where the bit trick's guess takes three.
+#define MLPB_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
+MLPB_TARGET_AVX2 inline VFloatT<8> cap_above(VFloatT<8> x, float hi) {
+  return VFloatT<8>((VecTypes<8>::F)_mm256_min_ps(_mm256_set1_ps(hi), (__m256)x.v));
+}
+MLPB_TARGET_AVX2 inline VFloatT<8> cap_below(VFloatT<8> x, float lo) {
+  return VFloatT<8>((VecTypes<8>::F)_mm256_max_ps(_mm256_set1_ps(lo), (__m256)x.v));
+}
+MLPB_TARGET_AVX2 inline VFloatT<8> m_recip_finite(VFloatT<8> x) {
+  const VFloatT<8> r((VecTypes<8>::F)_mm256_rcp_ps((__m256)x.v));
+  return newton_recip(x, newton_recip(x, r));
+}
 #endif
 
 template <int W> inline VFloatT<W> abs(VFloatT<W> x) {
