@@ -184,3 +184,31 @@ def test_probability_accepts_what_stock_accepts(p):
     assert mnn.FusedDropout(p).p == float(p)
     assert mnn.FusedLinear(3, 2, dropout=np.float64(0.1)).dropout == 0.1
     assert ops.dropout(x, p, seed=np.int64(2)).shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_relu_dropout_backward_without_its_mask_equals_the_masked_formula(dtype):
+    """ReLU's backward under dropout skips the mask where the saved output has
+    no NaN (linear_act_cpu.cpp): grad_x must still equal gy * mask / (1 - p)
+    * relu'(pre) bit for bit, with NaN outputs (kept and dropped) in some
+    spans, zero pre-activations, and infinite and NaN incoming gradients. A
+    1 -> 1 layer of weight 1 makes the products exact: grad_x is grad_pre."""
+    torch.manual_seed(0)
+    n, p = 6400, 0.3  # several 1,024-element spans
+    x = torch.randn(n, 1, dtype=torch.float64)
+    x[[37, 2042, 2043], 0] = NAN  # NaN in two spans, dropped (2042) and kept
+    x[100:120, 0] = 0.0
+    x = x.to(dtype)
+    w = torch.ones(1, 1, dtype=dtype)
+    y = ops.linear_act(x, w, None, "relu", dropout_p=p, seed=11)
+    g = torch.randn(n, 1, dtype=torch.float64)
+    g[[5, 20, 3000], 0] = torch.tensor([INF, -INF, NAN], dtype=torch.float64)
+    g = g.to(dtype)
+    gx = torch.ops.mlpbench.linear_act_backward(g, x, w, y, "relu", p, torch.tensor([11]), 0,
+                                                [True, False, False])[0]
+    kept = ops.dropout(torch.ones(n, 1, dtype=torch.float64), p, seed=11) != 0
+    assert not kept[2042] and kept[2043]
+    f = g.float() if dtype == torch.bfloat16 else g
+    passes = torch.where(x.isnan() | (x > 0), 1.0, 0.0).to(f.dtype)
+    want = (torch.where(kept, f / (1 - p), f * 0.0) * passes).to(dtype)
+    assert torch.equal(gx.nan_to_num(7.0), want.nan_to_num(7.0))

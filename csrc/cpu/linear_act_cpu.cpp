@@ -197,8 +197,8 @@ namespace {
 // gy * dropout * act'(saved); the pointers point at element `start`. saved is
 // null for the identity, whose derivative does not read it.
 template <typename P, typename T, typename ActFn>
-void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
-                   const T* gy, const T* saved, T* gp) {
+void grad_pre_span_with_mask(const ActFn& act, const DropoutMask* mask, int64_t start,
+                             int64_t count, const T* gy, const T* saved, T* gp) {
   using V = typename P::V;
   using S = typename P::Scalar;
   const S keep_prob = mask ? static_cast<S>(mask->keep_prob) : S(1);
@@ -213,6 +213,51 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
     }
     P::store(gp + e, g * act.derivative(s), m);
   });
+}
+
+// Whether any of p[0 .. n) is a NaN (a loop the compiler vectorises).
+template <typename T> bool any_nan(const T* p, int64_t n) {
+  bool any = false;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const auto* bits = reinterpret_cast<const uint16_t*>(p);
+    for (int64_t i = 0; i < n; ++i) any |= (bits[i] & 0x7fff) > 0x7f80;
+  } else {
+    for (int64_t i = 0; i < n; ++i) any |= p[i] != p[i];
+  }
+  return any;
+}
+
+// grad_pre of the flat elements [start, start + count): gy * dropout *
+// act'(saved); the pointers point at element `start`. saved is null for the
+// identity, whose derivative does not read it.
+// ReLU under dropout needs no mask: its saved output is 0 wherever the mask
+// dropped or ReLU cut, and > 0 only where both passed, so grad_pre is
+// gy / (1 - p) where saved > 0 and gy * 0 elsewhere, the values the mask
+// gives. Only a NaN output (kept, or dropped as NaN * 0) needs the mask: a
+// span holding one takes the general path.
+template <typename P, typename T, typename ActFn>
+void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int64_t count,
+                   const T* gy, const T* saved, T* gp) {
+  if constexpr (std::is_same_v<ActFn, Relu<typename P::V>>) {
+    if (mask && saved) {
+      using V = typename P::V;
+      const V keep_prob(static_cast<typename P::Scalar>(mask->keep_prob));
+      for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
+        const int64_t span = std::min(kSpan, count - s0);
+        if (any_nan(saved + s0, span)) {
+          grad_pre_span_with_mask<P>(act, mask, start + s0, span, gy + s0, saved + s0, gp + s0);
+          continue;
+        }
+        for_each_vector<P>(nullptr, 0, span, [&](int64_t e, int64_t m, const uint32_t*) {
+          const V g = P::load(gy + s0 + e, m);
+          const V y = P::load(saved + s0 + e, m);
+          P::store(gp + s0 + e, m_select(V(0.0f) < y, g / keep_prob, g * V(0.0f)), m);
+        });
+      }
+      return;
+    }
+  }
+  grad_pre_span_with_mask<P>(act, mask, start, count, gy, saved, gp);
 }
 
 // maxout_grad_row for two pieces and no dropout, without branches (as
