@@ -33,7 +33,7 @@ def _linear(name, kw, p, seed=7):
 
 
 def test_tanh_double_backward_example():
-    """The issue's example: d2 tanh at [0.5, -1] is [-0.727, 0.640], not zeros."""
+    """d2 tanh at [0.5, -1] is [-0.727, 0.640], not zeros."""
     result = []
     for tanh in (lambda t: ops.activation(t, "tanh"), torch.tanh):
         x = torch.tensor([0.5, -1.0], requires_grad=True)
