@@ -86,4 +86,30 @@ void check_differentiable(const char* op, const ActSpec& spec) {
               "backward through it is not implemented, as for torch.heaviside");
 }
 
+ActSpec checked_activation_args(const OpCall& c) {
+  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  check_float_tensor(c.op(), "x", c.tensor("x"));
+  return spec;
+}
+
+ActSpec checked_activation_backward_args(const OpCall& c) {
+  const char* op = c.op();
+  const ActSpec spec = parse_elementwise(op, "activation", c.text("activation"));
+  const at::Tensor& grad_y = c.tensor("grad_y");
+  const at::Tensor& saved = c.tensor("saved");
+  check_differentiable(op, spec);
+  check_float_tensor(op, "grad_y", grad_y);
+  check_like_x(op, "saved", saved, grad_y, "grad_y");
+  check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
+  return spec;
+}
+
+double checked_dropout_args(const OpCall& c) {
+  const double p = checked_probability(c.op(), c.real("p"));
+  const at::Tensor& x = c.tensor("x");
+  check_seed(c.op(), p, c.optional_tensor("seed"), x);
+  check_float_tensor(c.op(), "x", x);
+  return p;
+}
+
 }  // namespace mlpbench

@@ -15,6 +15,8 @@
 
 namespace mlpbench {
 
+class OpCall;
+
 // The dtype policy: float32, float64 and bfloat16 on every device, float16
 // on CUDA only (and under the meta kernels, which stand in for any device).
 void check_float_tensor(const char* op, const char* arg, const at::Tensor& t);
@@ -61,5 +63,12 @@ void check_seed(const char* op, double p, const std::optional<at::Tensor>& seed,
 // Backward through a non-differentiable activation (step) is refused, as
 // torch.heaviside's is.
 void check_differentiable(const char* op, const ActSpec& spec);
+
+// The elementwise ops' arguments, parsed and checked as every backend and the
+// meta kernels check them: activation's spec (x checked), activation_backward's
+// spec (grad_y and saved checked), dropout's p (x and the seed checked).
+ActSpec checked_activation_args(const OpCall& c);
+ActSpec checked_activation_backward_args(const OpCall& c);
+double checked_dropout_args(const OpCall& c);
 
 }  // namespace mlpbench

@@ -46,27 +46,20 @@ void linear_act_backward_meta(OpCall& c) {
 }
 
 void activation_meta(OpCall& c) {
-  parse_elementwise(c.op(), "activation", c.text("activation"));
+  checked_activation_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_float_tensor(c.op(), "x", x);
   c.returns(empty_like_sizes(x.sym_sizes(), x));
 }
 
 void activation_backward_meta(OpCall& c) {
-  check_differentiable(c.op(), parse_elementwise(c.op(), "activation", c.text("activation")));
+  checked_activation_backward_args(c);
   const at::Tensor& grad_y = c.tensor("grad_y");
-  const at::Tensor& saved = c.tensor("saved");
-  check_float_tensor(c.op(), "grad_y", grad_y);
-  check_like_x(c.op(), "saved", saved, grad_y, "grad_y");
-  check_shape(c.op(), "saved", saved, grad_y.sym_sizes(), "grad_y");
   c.returns(empty_like_sizes(grad_y.sym_sizes(), grad_y));
 }
 
 void dropout_meta(OpCall& c) {
-  const double p = checked_probability(c.op(), c.real("p"));
+  checked_dropout_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_seed(c.op(), p, c.optional_tensor("seed"), x);
-  check_float_tensor(c.op(), "x", x);
   c.returns(empty_like_sizes(x.sym_sizes(), x));
 }
 

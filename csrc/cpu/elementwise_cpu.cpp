@@ -22,9 +22,8 @@ constexpr int64_t kGrainCheap = 32768, kGrainExp = 8192;
 int64_t grain(Cost cost) { return cost == Cost::Exp ? kGrainExp : kGrainCheap; }
 
 void activation_cpu(OpCall& c) {
-  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  const ActSpec spec = checked_activation_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_float_tensor(c.op(), "x", x);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
   MLPB_DISPATCH_CPU(x.scalar_type(), "activation_cpu", [&] {
@@ -43,15 +42,8 @@ void activation_cpu(OpCall& c) {
 }
 
 void activation_backward_cpu(OpCall& c) {
-  const char* op = c.op();
-  const ActSpec spec = parse_elementwise(op, "activation", c.text("activation"));
-  const at::Tensor& grad_y = c.tensor("grad_y");
-  const at::Tensor& saved = c.tensor("saved");
-  check_differentiable(op, spec);
-  check_float_tensor(op, "grad_y", grad_y);
-  check_like_x(op, "saved", saved, grad_y, "grad_y");
-  check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
-  const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
+  const ActSpec spec = checked_activation_backward_args(c);
+  const at::Tensor g = c.tensor("grad_y").contiguous(), s = c.tensor("saved").contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
   MLPB_DISPATCH_CPU(g.scalar_type(), "activation_backward_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
@@ -71,12 +63,9 @@ void activation_backward_cpu(OpCall& c) {
 }
 
 void dropout_cpu(OpCall& c) {
-  const double p = checked_probability(c.op(), c.real("p"));
-  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  const double p = checked_dropout_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_seed(c.op(), p, seed, x);
-  check_float_tensor(c.op(), "x", x);
-  const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
+  const DropoutMask mask = dropout_mask(p, c.optional_tensor("seed"), c.integer("offset"));
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
   MLPB_DISPATCH_CPU(x.scalar_type(), "dropout_cpu", [&] {

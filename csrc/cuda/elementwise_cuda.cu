@@ -64,9 +64,8 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
 }
 
 void activation_cuda(OpCall& c) {
-  const ActSpec spec = parse_elementwise(c.op(), "activation", c.text("activation"));
+  const ActSpec spec = checked_activation_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_float_tensor(c.op(), "x", x);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor y = new_output(xc.sizes(), xc.options());
@@ -92,16 +91,9 @@ void activation_cuda(OpCall& c) {
 }
 
 void activation_backward_cuda(OpCall& c) {
-  const char* op = c.op();
-  const ActSpec spec = parse_elementwise(op, "activation", c.text("activation"));
-  const at::Tensor& grad_y = c.tensor("grad_y");
-  const at::Tensor& saved = c.tensor("saved");
-  check_differentiable(op, spec);
-  check_float_tensor(op, "grad_y", grad_y);
-  check_like_x(op, "saved", saved, grad_y, "grad_y");
-  check_shape(op, "saved", saved, grad_y.sym_sizes(), "grad_y");
-  const c10::cuda::CUDAGuard guard(grad_y.device());
-  const at::Tensor g = grad_y.contiguous(), s = saved.contiguous();
+  const ActSpec spec = checked_activation_backward_args(c);
+  const c10::cuda::CUDAGuard guard(c.tensor("grad_y").device());
+  const at::Tensor g = c.tensor("grad_y").contiguous(), s = c.tensor("saved").contiguous();
   at::Tensor gx = new_output(g.sizes(), g.options());
   const int64_t n = g.numel();
   if (n == 0) return c.returns(std::move(gx));
@@ -126,12 +118,9 @@ void activation_backward_cuda(OpCall& c) {
 }
 
 void dropout_cuda(OpCall& c) {
-  const double p = checked_probability(c.op(), c.real("p"));
-  const std::optional<at::Tensor> seed = c.optional_tensor("seed");
+  const double p = checked_dropout_args(c);
   const at::Tensor& x = c.tensor("x");
-  check_seed(c.op(), p, seed, x);
-  check_float_tensor(c.op(), "x", x);
-  const DropoutMask mask = dropout_mask(p, seed, c.integer("offset"));
+  const DropoutMask mask = dropout_mask(p, c.optional_tensor("seed"), c.integer("offset"));
   const c10::cuda::CUDAGuard guard(x.device());
   check_capture_safe(c.op(), mask, p > 0.0);
   const at::Tensor xc = x.contiguous();
