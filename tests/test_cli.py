@@ -258,3 +258,14 @@ def test_train_ab_alternates_fused_and_stock_epochs():
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "s |" in line]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
     assert "fused / stock per epoch: median" in done.stdout
+
+
+def test_out_check_is_safe_when_ranks_run_it_at_once(tmp_path):
+    """torchrun's ranks check the same --out at the same moment: each probe is
+    its own file, so one rank's cleanup never fails another's check."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        problems = list(pool.map(lambda _: train_cli._unwritable(tmp_path), range(400)))
+    assert problems == [None] * 400
+    assert list(tmp_path.iterdir()) == []

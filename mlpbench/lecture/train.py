@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -151,9 +152,9 @@ def _unwritable(out: Path):
         return f"{out} exists and is not a directory"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".mlpbench-write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own: torchrun's ranks check the same --out at once.
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".mlpbench-write-test-"):
+            pass
     except OSError as e:
         return f"cannot write to {out} ({e.strerror or e})"
     return None
