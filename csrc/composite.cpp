@@ -38,7 +38,7 @@ at::Tensor dropout_composite(const at::Tensor& x, double p, const std::optional<
     op.callBoxed(stack);
     keep = stack[0].toTensor().ne(0);
   }
-  return dropout_value(TMask{keep, x.options()}, TExpr(x), TExpr(1.0 - p)).t;
+  return dropout_value(TMask{keep, x.options()}, TExpr(x), TExpr(1.0 / (1.0 - p))).t;
 }
 
 std::pair<at::Tensor, at::Tensor> linear_act_composite(const at::Tensor& x, const at::Tensor& weight,

@@ -64,7 +64,8 @@ struct DropoutMask {
   const int64_t* seed_on_device = nullptr;
   uint64_t offset = 0;
   uint32_t threshold = 0;  // keep when (word >> 8) >= threshold
-  double keep_prob = 1.0;  // 1 - p; kept values are divided by it
+  double keep_prob = 1.0;  // 1 - p
+  double scale = 1.0;      // 1 / (1 - p): kept values are multiplied by it
 
   // The four words for flat indices 4*block .. 4*block+3.
   MLPB_HD Philox4 block_words(uint64_t block) const {
@@ -85,13 +86,15 @@ struct DropoutMask {
   }
 };
 
-// Dropout's scaling, the one place it is written: v / keep_prob where kept,
-// v * 0 where dropped (0, or NaN for a NaN or infinite v, as stock's
-// v * mask). Dividing, rather than multiplying by a rounded 1 / keep_prob,
-// gives the same bits on every device. K is bool for a scalar, the vector
-// mask of simd.h, or a TMask (composite.cpp); m_select picks lane by lane.
-template <typename K, typename T> MLPB_HD T dropout_value(K kept, T v, T keep_prob) {
-  return m_select(kept, v / keep_prob, v * T(0));
+// Dropout's scaling, the one place it is written: v * scale where kept, as
+// stock multiplies by 1 / (1 - p), and v * 0 where dropped (0, or NaN for a
+// NaN or infinite v, as stock's v * mask). scale is DropoutMask::scale
+// rounded once to T, so every device gives the same bits; a multiply, where
+// a divide by 1 - p cost the CPU kernels a third of their epilogue. K is
+// bool for a scalar, the vector mask of simd.h, or a TMask (composite.cpp);
+// m_select picks lane by lane.
+template <typename K, typename T> MLPB_HD T dropout_value(K kept, T v, T scale) {
+  return m_select(kept, v * scale, v * T(0));
 }
 
 // Host side: the mask for probability p (already checked to lie in [0, 1]).
@@ -101,6 +104,7 @@ inline DropoutMask make_dropout_mask(double p, uint64_t seed, uint64_t offset) {
   mask.offset = offset;
   mask.threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));  // 2^24
   mask.keep_prob = 1.0 - p;
+  mask.scale = 1.0 / mask.keep_prob;  // inf for p = 1, where nothing is kept
   return mask;
 }
 

@@ -325,7 +325,8 @@ def dropout(x, p, training=True, seed=None, offset=0):
 
     Element i (flat, row-major) is kept when the uniform drawn for
     (seed, offset, i) is >= p (see csrc/philox.h); kept values become
-    x / (1 - p), dropped ones x * 0 (so NaN and inf stay NaN, as stock's).
+    x * (1 / (1 - p)) (stock's bits in float32), dropped ones x * 0 (so NaN and
+    inf stay NaN, as stock's).
     p = 0 or training=False returns x itself; p = 1 returns x * 0.
     seed=None draws one from torch's default generator.
     """

@@ -210,5 +210,5 @@ def test_relu_dropout_backward_without_its_mask_equals_the_masked_formula(dtype)
     assert not kept[2042] and kept[2043]
     f = g.float() if dtype == torch.bfloat16 else g
     passes = torch.where(x.isnan() | (x > 0), 1.0, 0.0).to(f.dtype)
-    want = (torch.where(kept, f / (1 - p), f * 0.0) * passes).to(dtype)
+    want = (torch.where(kept, f * (1 / (1 - p)), f * 0.0) * passes).to(dtype)
     assert torch.equal(gx.nan_to_num(7.0), want.nan_to_num(7.0))

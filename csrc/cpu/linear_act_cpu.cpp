@@ -208,7 +208,7 @@ void grad_pre_span_with_mask(const ActFn& act, const DropoutMask* mask, int64_t 
     V s = saved ? P::load(saved + e, m) : V(S(0));
     if (mask) {
       g = P::dropout(words, m, *mask, g);
-      // Kept elements of a saved output hold act(x) / (1 - p); dropped ones
+      // Kept elements of a saved output hold act(x) * scale; dropped ones
       // have g == 0 already.
       if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
     }
@@ -236,7 +236,7 @@ template <typename T> bool any_nan(const T* p, int64_t n) {
 // identity, whose derivative does not read it.
 // ReLU under dropout needs no mask: its saved output is 0 wherever the mask
 // dropped or ReLU cut, and > 0 only where both passed, so grad_pre is
-// gy / (1 - p) where saved > 0 and gy * 0 elsewhere, the values the mask
+// gy * scale where saved > 0 and gy * 0 elsewhere, the values the mask
 // gives. Only a NaN output (kept, or dropped as NaN * 0) needs the mask: a
 // span holding one takes the general path.
 template <typename P, typename T, typename ActFn>
@@ -245,7 +245,7 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
   if constexpr (std::is_same_v<ActFn, Relu<typename P::V>>) {
     if (mask && saved) {
       using V = typename P::V;
-      const V keep_prob(static_cast<typename P::Scalar>(mask->keep_prob));
+      const V scale(static_cast<typename P::Scalar>(mask->scale));
       for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
         const int64_t span = std::min(kSpan, count - s0);
         if (any_nan(saved + s0, span)) {
@@ -255,7 +255,7 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
         for_each_vector<P>(nullptr, 0, span, [&](int64_t e, int64_t m, const uint32_t*) {
           const V g = P::load(gy + s0 + e, m);
           const V y = P::load(saved + s0 + e, m);
-          P::store(gp + s0 + e, m_select(V(0.0f) < y, g / keep_prob, g * V(0.0f)), m);
+          P::store(gp + s0 + e, m_select(V(0.0f) < y, g * scale, g * V(0.0f)), m);
         });
       }
       return;
@@ -282,10 +282,10 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
                      int64_t pieces, const T* gy, const uint8_t* arg, T* gp) {
   if (pieces == 2 && !mask) return maxout_grad_pairs(out_cols, gy, arg, gp);
   using S = at::opmath_type<T>;
-  const S keep_prob = mask ? static_cast<S>(mask->keep_prob) : S(1);
+  const S scale = mask ? static_cast<S>(mask->scale) : S(1);
   for (int64_t j = 0; j < out_cols; ++j) {
     T g = gy[j];
-    if (mask) g = static_cast<T>(dropout_value(mask->keeps(row_start + j), static_cast<S>(g), keep_prob));
+    if (mask) g = static_cast<T>(dropout_value(mask->keeps(row_start + j), static_cast<S>(g), scale));
     T* unit = gp + j * pieces;
     std::fill(unit, unit + pieces, T(0));
     unit[arg[j]] = g;

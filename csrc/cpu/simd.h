@@ -423,14 +423,14 @@ template <> MLPB_TARGET_AVX512 inline Mask<16> keeps<16>(VecTypes<16>::U w, uint
 // are dropped.
 template <int W>
 inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
-                                VFloatT<W> v, float keep_prob) {
+                                VFloatT<W> v, float scale) {
   typename VFloatT<W>::U w = {};
   if (count == W) {
     std::memcpy(&w, words, sizeof w);
   } else {
     std::memcpy(&w, words, count * sizeof(uint32_t));
   }
-  return dropout_value(keeps<W>(w, threshold), v, VFloatT<W>(keep_prob));
+  return dropout_value(keeps<W>(w, threshold), v, VFloatT<W>(scale));
 }
 
 // ---- bfloat16 <-> float ----

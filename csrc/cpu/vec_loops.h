@@ -31,7 +31,7 @@ template <typename L> struct Pack<float, L> {
   static V load(const float* p, int64_t count) { return V::load(p, count); }
   static void store(float* p, V v, int64_t count) { v.store(p, count); }
   static V dropout(const uint32_t* words, int64_t count, const DropoutMask& mask, V v) {
-    return simd::dropout_apply(words, count, mask.threshold, v, static_cast<float>(mask.keep_prob));
+    return simd::dropout_apply(words, count, mask.threshold, v, static_cast<float>(mask.scale));
   }
 };
 
@@ -53,7 +53,7 @@ template <typename L> struct Pack<double, L> {
   static V load(const double* p, int64_t) { return *p; }
   static void store(double* p, V v, int64_t) { *p = v; }
   static V dropout(const uint32_t* words, int64_t, const DropoutMask& mask, V v) {
-    return dropout_value(mask.keeps_word(*words), v, mask.keep_prob);
+    return dropout_value(mask.keeps_word(*words), v, mask.scale);
   }
 };
 

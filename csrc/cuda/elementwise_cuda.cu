@@ -49,7 +49,7 @@ template <typename T, bool kVec>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
   mask = mask.in_kernel();
-  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const acc_t scale = static_cast<acc_t>(mask.scale);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += stride) {
     T v[4];
@@ -58,7 +58,7 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
 #pragma unroll
     for (int l = 0; l < 4; ++l)
       v[l] = static_cast<T>(dropout_value(mask.keeps_word(words.v[l]), static_cast<acc_t>(v[l]),
-                                          keep_prob));
+                                          scale));
     store_group<kVec>(y, i, n, v);
   }
 }

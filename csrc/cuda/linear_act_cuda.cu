@@ -28,7 +28,7 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
                                 bool keep_pre, ActFn act, DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
   if (kDropout) mask = mask.in_kernel();
-  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const acc_t scale = static_cast<acc_t>(mask.scale);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
        i += stride) {
@@ -45,7 +45,7 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
       if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[col]);
       pre[l] = static_cast<T>(a);
       acc_t out = act.forward(a);
-      if (kDropout) out = dropout_value(mask.keeps_word(words.v[l]), out, keep_prob);
+      if (kDropout) out = dropout_value(mask.keeps_word(words.v[l]), out, scale);
       v[l] = static_cast<T>(out);
     }
     if (keep_pre) store_group<kVec>(buf, i, total, pre);
@@ -61,7 +61,7 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
                                        DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
   if (kDropout) mask = mask.in_kernel();
-  const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const acc_t scale = static_cast<acc_t>(mask.scale);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * 4;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
        i += stride) {
@@ -84,7 +84,7 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
           best_piece = s;
         }
       }
-      if (kDropout) best = dropout_value(mask.keeps_word(words.v[l]), best, keep_prob);
+      if (kDropout) best = dropout_value(mask.keeps_word(words.v[l]), best, scale);
       y[e] = static_cast<T>(best);
       arg[e] = static_cast<uint8_t>(best_piece);
     }
@@ -157,6 +157,7 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
   using acc_t = at::opmath_type<T>;
   const int64_t out_rows = out_cols * pieces;
   const acc_t keep_prob = static_cast<acc_t>(mask.keep_prob);
+  const acc_t scale = static_cast<acc_t>(mask.scale);
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c0 = (int64_t(blockIdx.x) * kTileX + tx) * kColsPerThread;
   MaskCursor cursor{kDropout ? mask.in_kernel() : mask};
@@ -169,14 +170,14 @@ grad_pre_kernel(const T* gy, const T* saved, const uint8_t* arg, T* gp, int64_t 
       const int64_t unit = pieces == 1 ? c : c / pieces;  // no 64-bit division unless maxout
       const int64_t e = r * out_cols + unit;
       acc_t g = static_cast<acc_t>(gy[e]);
-      if (kDropout) g = dropout_value(cursor.keeps(static_cast<uint64_t>(e)), g, keep_prob);
+      if (kDropout) g = dropout_value(cursor.keeps(static_cast<uint64_t>(e)), g, scale);
       acc_t v;
       if (arg != nullptr) {  // maxout: the gradient goes to the winning piece
         v = arg[e] == c - unit * pieces ? g : acc_t(0);
       } else if (saved == nullptr) {  // identity
         v = g;
       } else if (ActFn::kFromOutput) {
-        // Kept outputs hold act(x) / keep_prob; dropped ones have g == 0.
+        // Kept outputs hold act(x) * scale; dropped ones have g == 0.
         const acc_t y = static_cast<acc_t>(saved[e]);
         v = g * act.derivative(kDropout ? y * keep_prob : y);
       } else {
