@@ -298,13 +298,34 @@ def test_bf16_at_least_as_close_as_stock(act):
 def test_bf16_maxout_with_dropout_rounds_once(pieces):
     """maxout's winning piece is a bf16 pre-activation (rounded once), the max
     exact, and dropout's scaling rounds once more at the store: y equals
-    bf16(bf16(pre) / keep) element by element, pre from float64, bar rare
-    float32-accumulation ties."""
+    bf16(bf16(pre) * float32(1 / keep)) element by element, pre from float64,
+    bar rare float32-accumulation ties."""
     g = torch.Generator().manual_seed(1)
     x, w, b = _cancelling(g, 200, 96 * pieces, 64)
     y = ops.linear_act(x, w, b, "maxout", pieces=pieces, dropout_p=0.3, seed=5)
     pre = (x.double() @ w.double().T + b.double()).to(BF16).double()
     best = pre.unflatten(-1, (96, pieces)).max(-1).values
     keep = ops.dropout(torch.ones_like(best), 0.3, seed=5) != 0
-    want = torch.where(keep, best / 0.7, best * 0).to(BF16)
+    want = torch.where(keep, best.float() * (1 / 0.7), best.float() * 0).to(BF16)
     assert (y == want).double().mean().item() >= 0.999
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # mkldnn.flags' own
+@pytest.mark.parametrize("layers", [1, 4])
+def test_bf16_forward_with_onednn_off_is_stocks(layers):
+    """With AVX-512 the bf16 forward's product (the bias in the float32
+    accumulation) is oneDNN's linear; with oneDNN turned off
+    (torch.backends.mkldnn) it is addmm's, as stock's F.linear then is: the
+    same bits as stock's, through linear_act and through the whole-MLP op."""
+    torch.manual_seed(0)
+    sizes = [784, 256, 256, 256, 10][: layers + 1]
+    x = torch.randn(100, sizes[0]).to(BF16)
+    ws = [(torch.randn(o, i) * 0.05).to(BF16) for i, o in zip(sizes, sizes[1:])]
+    bs = [torch.randn(o).to(BF16) for o in sizes[1:]]
+    with torch.backends.mkldnn.flags(enabled=False):
+        want = x
+        for w, b in zip(ws, bs):
+            want = F.linear(want, w, b)
+        got = (ops.linear_act(x, ws[0], bs[0], "identity") if layers == 1 else
+               ops.mlp(x, ws, bs, "identity"))
+    assert torch.equal(got, want)

@@ -12,6 +12,7 @@
 // act'(saved), in chunks of rows; each chunk also sums its columns into a
 // partial bias gradient, and the partials are added in chunk order, so
 // grad_bias does not depend on the thread count. Then the two matrix products.
+#include <ATen/Context.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -131,12 +132,14 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
 // (its mkldnn::_linear_pointwise op, no post-op), which takes the bias as
 // its own where addmm first copies it into the output: the lecture network's
 // four products took 133 us instead of 156 at batch 100, 1.20 ms instead of
-// 1.28 at 4096. addmm where torch lacks that op and below AVX-512 (oneDNN's
-// bfloat16 products need it; ATen's addmm then uses its own).
+// 1.28 at 4096. addmm where torch lacks that op, where the user turned oneDNN
+// off (torch.backends.mkldnn.enabled), and below AVX-512 (oneDNN's bfloat16
+// products need it; ATen's addmm then uses its own).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
   static const std::optional<c10::OperatorHandle> onednn_linear =
       c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
-  if (!onednn_linear || simd::level() < simd::Level::Avx512) {
+  if (!onednn_linear || !at::globalContext().userEnabledMkldnn() ||
+      simd::level() < simd::Level::Avx512) {
     return at::addmm(bias, x2, weight.t());
   }
   torch::jit::Stack stack{x2, weight, bias, std::string("none"),
