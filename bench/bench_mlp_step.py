@@ -12,7 +12,8 @@ groups, plus one Adam pass in the step), stock eager, torch.compile of stock
 fused whole-MLP (the default `fused`). In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
-the stock row and the floor interleaved with themselves (conftest.measure)."""
+the stock row and the floor interleaved with themselves, and the whole-MLP row
+the per-layer one too (conftest.measure)."""
 
 import contextlib
 
@@ -111,7 +112,10 @@ def test_mlp(measure, what, precision, batch, device, row):
     step = what == "step"
     beside = None
     if row.startswith("fused"):
-        beside = {r: _call(r, device, x, y, step, bf16) for r in ("floor", "stock")}
+        # The whole-MLP op also beside the per-layer op: "never slower than
+        # it" is a few percent, below the drift between rows timed apart.
+        peers = ("floor", "stock", "fused layer") if row == "fused" else ("floor", "stock")
+        beside = {r: _call(r, device, x, y, step, bf16) for r in peers}
     suffix = ", bf16" if bf16 else ""
     group = (f"mlp_step[{NET}, batch {batch}{suffix}]" if step
              else f"mlp[{NET}, batch {batch}, fwdbwd{suffix}]")
