@@ -32,25 +32,28 @@ MLPB_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
   return static_cast<uint32_t>(product);
 }
 
+// The round multipliers and the key's per-round increments (Weyl sequence),
+// shared by the CPU's vector generators (simd.cpp).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 MLPB_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
                               uint32_t k0, uint32_t k1) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, hi1;
-    const uint32_t lo0 = mulhilo32(kM0, c0, &hi0);
-    const uint32_t lo1 = mulhilo32(kM1, c2, &hi1);
+    const uint32_t lo0 = mulhilo32(kPhiloxM0, c0, &hi0);
+    const uint32_t lo1 = mulhilo32(kPhiloxM1, c2, &hi1);
     const uint32_t n0 = hi1 ^ c1 ^ k0;
     const uint32_t n2 = hi0 ^ c3 ^ k1;
     c0 = n0;
     c1 = lo1;
     c2 = n2;
     c3 = lo0;
-    k0 += kW0;
-    k1 += kW1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   return Philox4{{c0, c1, c2, c3}};
 }
@@ -89,10 +92,9 @@ struct DropoutMask {
 // Dropout's scaling, the one place it is written: v * scale where kept, as
 // stock multiplies by 1 / (1 - p), and v * 0 where dropped (0, or NaN for a
 // NaN or infinite v, as stock's v * mask). scale is DropoutMask::scale
-// rounded once to T, so every device gives the same bits; a multiply, where
-// a divide by 1 - p cost the CPU kernels a third of their epilogue. K is
-// bool for a scalar, the vector mask of simd.h, or a TMask (composite.cpp);
-// m_select picks lane by lane.
+// rounded once to T, so every device gives the same bits (a multiply: a
+// divide is slow on the CPU). K is bool for a scalar, the vector mask of
+// simd.h, or a TMask (composite.cpp); m_select picks lane by lane.
 template <typename K, typename T> MLPB_HD T dropout_value(K kept, T v, T scale) {
   return m_select(kept, v * scale, v * T(0));
 }

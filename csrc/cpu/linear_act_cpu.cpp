@@ -1,7 +1,8 @@
 // CPU kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
-// Forward: the product through ATen's multi-threaded BLAS straight into y
-// (for bfloat16 with the bias, rounded once), then one vectorised pass over y
+// Forward: the product through ATen's multi-threaded BLAS, which becomes y
+// (for bfloat16 with the bias, oneDNN's linear, rounded once), then one
+// vectorised pass over y
 // (epilogue) that adds the bias (float32, float64), saves the
 // pre-activation when backward needs it (gelu, silu), applies the activation
 // and dropout. The pass runs flat across rows (see bias_pattern), so narrow
@@ -130,10 +131,9 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
 // bfloat16 x2 @ weight.T + bias, the bias in the float32 accumulation and the
 // result rounded once, as addmm gives it (the same bits): oneDNN's linear
 // (its mkldnn::_linear_pointwise op, no post-op), which takes the bias as
-// its own where addmm first copies it into the output: the lecture network's
-// four products took 133 us instead of 156 at batch 100, 1.20 ms instead of
-// 1.28 at 4096. addmm where torch lacks that op, where the user turned oneDNN
-// off (torch.backends.mkldnn.enabled), and below AVX-512 (oneDNN's bfloat16
+// its own where addmm first copies it into the output (docs/cpu-tuning.md).
+// addmm where torch lacks that op, where the user turned oneDNN off
+// (torch.backends.mkldnn.enabled), and below AVX-512 (oneDNN's bfloat16
 // products need it; ATen's addmm then uses its own).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
   static const std::optional<c10::OperatorHandle> onednn_linear =
@@ -148,6 +148,7 @@ at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at:
   return stack[0].toTensor();
 }
 
+// y: allocated here, or the product itself where that is y's shape.
 template <typename T>
 void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Tensor& weight,
                   const at::Tensor& bias_tensor, at::Tensor& y, at::Tensor& aux) {
@@ -163,11 +164,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const bool bias_in_product = bias_tensor.defined() && std::is_same_v<T, c10::BFloat16>;
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
   // The product lands in y itself unless it is wider than y (maxout).
-  const at::Tensor wt = weight.t();
-  if (bias_in_product && !maxout) y = bf16_linear(x2, weight, bias_tensor);
-  const at::Tensor acc = maxout ? (bias_in_product ? bf16_linear(x2, weight, bias_tensor)
-                                                   : at::mm(x2, wt))
-                                : (bias_in_product ? y : at::mm_out(y, x2, wt));
+  const at::Tensor acc =
+      bias_in_product ? bf16_linear(x2, weight, bias_tensor) : at::mm(x2, weight.t());
+  y = maxout ? new_output({call.n, out_cols}, x2.options()) : acc;
   const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
@@ -207,7 +206,7 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
   const int64_t n = call.n, out_cols = call.out_cols;
   const at::Tensor x2 = call.x2.contiguous();
 
-  at::Tensor y = new_output({n, out_cols}, x.options());
+  at::Tensor y;  // forward_impl's, or empty when there is nothing to compute
   at::Tensor aux = new_output(linear_act_shapes<int64_t>(x.sizes(), call.out_rows, spec).aux,
                               x.options().dtype(aux_dtype(spec, x.scalar_type())));
   if (n > 0 && out_cols > 0) {
@@ -215,6 +214,8 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
     const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
     MLPB_DISPATCH_CPU(x.scalar_type(), "linear_act_cpu",
                       [&] { forward_impl<scalar_t>(call, x2, w, b, y, aux); });
+  } else {
+    y = new_output({n, out_cols}, x.options());
   }
   return {LinearActCall::shaped(y, call.y_sizes), aux};
 }

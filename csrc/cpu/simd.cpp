@@ -72,8 +72,8 @@ MLPB_AVX512 inline Blocks16 philox16(const DropoutMask& mask, uint64_t block0) {
 }
 
 MLPB_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Blocks16& b) {
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
-  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
   uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
   for (int round = 0; round < 10; ++round) {
     const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
@@ -88,8 +88,8 @@ MLPB_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Bloc
       g->c2 = _mm512_ternarylogic_epi32(hi0, g->c3, key1, 0x96);
       g->c3 = lo0;
     }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
 }
 
@@ -151,8 +151,8 @@ MLPB_AVX2 inline Blocks8 philox8(const DropoutMask& mask, uint64_t block0) {
 }
 
 MLPB_AVX2 inline void philox_rounds8(const DropoutMask& mask, Blocks8& a, Blocks8& b) {
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
-  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
   uint32_t k0 = static_cast<uint32_t>(mask.seed), k1 = static_cast<uint32_t>(mask.seed >> 32);
   for (int round = 0; round < 10; ++round) {
     const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0));
@@ -166,8 +166,8 @@ MLPB_AVX2 inline void philox_rounds8(const DropoutMask& mask, Blocks8& a, Blocks
       g->c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, g->c3), key1);
       g->c3 = lo0;
     }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
 }
 
