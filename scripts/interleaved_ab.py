@@ -10,27 +10,12 @@ each gets its lower-quartile time: drift hits all three alike.
 
 import argparse
 import sys
-import time
 
 import torch
 
 from mlpbench import ops
-from mlpbench.perf.fair_timing import fair_timing
+from mlpbench.perf.fair_timing import fair_timing, lower_quartile_us
 from mlpbench.reference import stock_linear_act
-
-
-def lower_quartile_us(fns, seconds):
-    """{name: lower-quartile seconds per call * 1e6}, the calls interleaved."""
-    for fn in fns.values():
-        fn()  # warm up
-    times = {name: [] for name in fns}
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or min(map(len, times.values())) < 5:
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 4] * 1e6 for name, t in times.items()}
 
 
 def time_layer(n_in, n_out, batch, act, seconds):

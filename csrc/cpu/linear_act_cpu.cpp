@@ -2,10 +2,9 @@
 //
 // Forward: the product through ATen's multi-threaded BLAS, which becomes y
 // (for bfloat16 with the bias, oneDNN's linear, rounded once), then one
-// vectorised pass over y
-// (epilogue) that adds the bias (float32, float64), saves the
-// pre-activation when backward needs it (gelu, silu), applies the activation
-// and dropout. The pass runs flat across rows (see bias_pattern), so narrow
+// vectorised pass over y (epilogue) that adds the bias (float32, float64),
+// saves the pre-activation when backward needs it (gelu, silu), applies the
+// activation and dropout. The pass runs flat across rows (see bias_pattern), so narrow
 // layers cost no partial vector per row. Maxout first reduces each unit's
 // pieces (scalar).
 //

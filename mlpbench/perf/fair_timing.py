@@ -1,12 +1,14 @@
-"""The process settings under which stock and fused timings are comparable.
+"""The process settings under which stock and fused timings are comparable,
+and lower_quartile_us, the interleaved timing of the scripts.
 
-Used by the benchmark suite (bench/conftest.py) and scripts/interleaved_ab.py;
-call fair_timing() before the first op runs (before the thread pool starts).
+Used by the benchmark suite (bench/conftest.py) and scripts/; call
+fair_timing() before the first op runs (before the thread pool starts).
 """
 
 import ctypes
 import os
 import sys
+import time
 
 import torch
 
@@ -38,3 +40,19 @@ def fair_timing():
     torch.set_flush_denormal(True)
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     keep_freed_memory()
+
+
+def lower_quartile_us(fns, seconds):
+    """{name: lower-quartile seconds per call * 1e6} of fns ({name: callable}),
+    the calls taking turns for `seconds` (and at least 5 rounds), so that the
+    machine's drift lands on all of them alike."""
+    for fn in fns.values():
+        fn()  # warm up
+    times = {name: [] for name in fns}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or min(map(len, times.values())) < 5:
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 4] * 1e6 for name, t in times.items()}
