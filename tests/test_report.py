@@ -156,3 +156,27 @@ def test_interleaved_ab_prints_a_row_per_layer_and_activation():
 def test_interleaved_ab_rejects_bad_arguments(args, message):
     done = _interleaved(*args)
     assert done.returncode == 2 and message in done.stderr
+
+
+def _breakdown(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "mlp_breakdown.py"), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("precision, rows", [("fp32", 10), ("bf16", 12)])
+def test_mlp_breakdown_prints_every_piece_per_batch(precision, rows):
+    done = _breakdown("--batch", "2", "5", "--precision", precision, "--seconds", "0.05")
+    assert done.returncode == 0, done.stderr
+    table = [line for line in done.stdout.splitlines()
+             if line.startswith("| ") and line.endswith(" us |")]
+    assert len(table) == rows and all(line.count(" us |") == 2 for line in table)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "sizes must be positive"),
+    (["--seconds", "0"], "must be positive"),
+    (["--precision", "fp16"], "invalid choice"),
+])
+def test_mlp_breakdown_rejects_bad_arguments(args, message):
+    done = _breakdown(*args)
+    assert done.returncode == 2 and message in done.stderr
