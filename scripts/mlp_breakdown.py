@@ -72,6 +72,11 @@ def pieces(batch, dtype):
         "the op's forward (fp32, with grad)":
             lambda: torch.ops.mlpbench.mlp(x32, params[:4], params[4:], *specs, P, seed, 0),
     }
+    # The Philox mask's cost: layer 1 (256 -> 256) with and without dropout.
+    for label, p in (("no dropout", 0.0), ("dropout 0.3", P)):
+        rows[f"a hidden layer's forward, {label} ({name})"] = (
+            lambda p=p: torch.ops.mlpbench.linear_act(ins[1], ws[1], bs[1], "relu", p,
+                                                      seed if p else None, 0))
     if dtype == torch.bfloat16:
         def autocast_forward():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

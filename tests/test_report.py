@@ -163,7 +163,7 @@ def _breakdown(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("precision, rows", [("fp32", 10), ("bf16", 12)])
+@pytest.mark.parametrize("precision, rows", [("fp32", 12), ("bf16", 14)])
 def test_mlp_breakdown_prints_every_piece_per_batch(precision, rows):
     done = _breakdown("--batch", "2", "5", "--precision", precision, "--seconds", "0.05")
     assert done.returncode == 0, done.stderr
