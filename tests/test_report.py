@@ -136,47 +136,37 @@ def test_report_names_a_missing_file(tmp_path, capsys):
     assert "missing.json: cannot be read" in capsys.readouterr().err
 
 
-def _interleaved(*args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "interleaved_ab.py"), *args],
+def _script(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_interleaved_ab_prints_a_row_per_layer_and_activation():
-    done = _interleaved("--layers", "8x4x3,5x2x1", "--acts", "relu,gelu", "--seconds", "0.05")
+    done = _script("interleaved_ab.py", "--layers", "8x4x3,5x2x1", "--acts", "relu,gelu",
+                   "--seconds", "0.05")
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 8x4", "| 5x2"))]
     assert len(rows) == 4 and all(line.count(" us |") == 3 for line in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--layers", "8x4"], "a layer is IN x OUT x BATCH"),
-    (["--layers", "8x0x3"], "layer sizes must be positive"),
-    (["--acts", "relu,swish"], "unknown or unsupported activation"),
-])
-def test_interleaved_ab_rejects_bad_arguments(args, message):
-    done = _interleaved(*args)
-    assert done.returncode == 2 and message in done.stderr
-
-
-def _breakdown(*args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "mlp_breakdown.py"), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-
-
 @pytest.mark.parametrize("precision, rows", [("fp32", 12), ("bf16", 14)])
 def test_mlp_breakdown_prints_every_piece_per_batch(precision, rows):
-    done = _breakdown("--batch", "2", "5", "--precision", precision, "--seconds", "0.05")
+    done = _script("mlp_breakdown.py", "--batch", "2", "5", "--precision", precision,
+                   "--seconds", "0.05")
     assert done.returncode == 0, done.stderr
     table = [line for line in done.stdout.splitlines()
              if line.startswith("| ") and line.endswith(" us |")]
     assert len(table) == rows and all(line.count(" us |") == 2 for line in table)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch", "0"], "sizes must be positive"),
-    (["--seconds", "0"], "must be positive"),
-    (["--precision", "fp16"], "invalid choice"),
+@pytest.mark.parametrize("script, args, message", [
+    ("interleaved_ab.py", ["--layers", "8x4"], "a layer is IN x OUT x BATCH"),
+    ("interleaved_ab.py", ["--layers", "8x0x3"], "layer sizes must be positive"),
+    ("interleaved_ab.py", ["--acts", "relu,swish"], "unknown or unsupported activation"),
+    ("mlp_breakdown.py", ["--batch", "0"], "sizes must be positive"),
+    ("mlp_breakdown.py", ["--seconds", "0"], "must be positive"),
+    ("mlp_breakdown.py", ["--precision", "fp16"], "invalid choice"),
 ])
-def test_mlp_breakdown_rejects_bad_arguments(args, message):
-    done = _breakdown(*args)
+def test_scripts_reject_bad_arguments(script, args, message):
+    done = _script(script, *args)
     assert done.returncode == 2 and message in done.stderr
