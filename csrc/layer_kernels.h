@@ -75,6 +75,10 @@ struct LinearActCall {
   int64_t out_cols = 0;  // features of y (out_rows / pieces)
   at::Tensor x2;         // x as (n, in_features), a view where possible
   std::vector<int64_t> y_sizes;  // x's leading dimensions, then out_cols
+  // Backward only: grad_y is the caller's scratch (the whole-MLP op's own
+  // input gradient of the layer above), so a kernel may write grad_pre over
+  // it instead of into a new buffer. Never set for a grad_y the user holds.
+  bool grad_y_is_scratch = false;
 
   bool dropout() const { return args.dropout(); }
   bool saves_pre() const { return aux_of(args.spec) == Aux::Pre; }

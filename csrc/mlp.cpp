@@ -96,7 +96,8 @@ MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, con
     const at::Tensor& output = last ? y : hidden[l];
     const bool from_y = from_output(layer_args.spec.act);
     const at::Tensor& saved = from_y ? output : aux[l];
-    const LinearActCall call = layer_call(input, weights[l], layer_args, seed);
+    LinearActCall call = layer_call(input, weights[l], layer_args, seed);
+    call.grad_y_is_scratch = !last;  // g is then the layer above's grad_x, ours alone
     check_layer_grads(op, layer_label(l), call, x, last ? &grad_y : nullptr, "grad_y", saved,
                       from_y ? (last ? std::string("y") : indexed("hidden", l)) : indexed("aux", l));
     auto [gx, gw, gb] = kernels.backward(call, g, input, weights[l], saved,

@@ -83,6 +83,25 @@ def test_equals_the_per_layer_ops_bit_for_bit(act, p, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
+def test_backward_leaves_the_callers_grad_y_alone(act, device):
+    """Backward writes the hidden layers' grad_pre over its own scratch, never
+    over the grad_y it is given (here the output layer has an activation, so
+    its grad_pre differs from grad_y)."""
+    name, kw = act
+    x, weights, biases = _net(3, name, kw, dtype=torch.float32, device=device, width=64,
+                              batch=(50,))
+    for w in weights:
+        w.requires_grad_()
+    y = ops.mlp(x, weights, biases, name, output_activation=name if name != "maxout" else
+                "tanh", dropout_p=0.3, seed=4, **kw)
+    g = torch.randn_like(y)
+    given = g.clone()
+    torch.autograd.grad(y, weights, g)
+    assert torch.equal(g, given)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", GRAD_ACTIVATIONS, ids=act_id)
 def test_matches_stock_in_float32(act, device):
     name, kw = act
     x, weights, biases = _net(3, name, kw, dtype=torch.float32, device=device, width=64,

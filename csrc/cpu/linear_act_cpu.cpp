@@ -9,7 +9,7 @@
 // pieces (scalar).
 //
 // Backward: one vectorised pass computes grad_pre = grad_y * dropout *
-// act'(saved), in chunks of rows; each chunk also sums its columns into a
+// act'(saved) (over grad_y where that is the caller's scratch), in chunks of rows; each chunk also sums its columns into a
 // partial bias gradient, and the partials are added in chunk order, so
 // grad_bias does not depend on the thread count. Then the two matrix products.
 #include <ATen/Context.h>
@@ -456,7 +456,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
 
   // Identity without dropout: grad_pre is grad_y itself, and no pass copies it.
   const bool passthrough = spec.act == Act::Identity && !call.dropout();
-  at::Tensor gp = passthrough ? gy : new_output({n, out_rows}, x.options());
+  // grad_pre over a scratch grad_y where it has y's shape (not maxout's
+  // wider one): the pass then reads two arrays and writes one it already
+  // holds in cache, where a fresh buffer costs a third array's traffic.
+  const bool over_gy = call.grad_y_is_scratch && !maxout;
+  at::Tensor gp = passthrough || over_gy ? gy : new_output({n, out_rows}, x.options());
   at::Tensor gbias = output_mask[2] ? new_output({out_rows}, x.options()) : at::empty({0}, x.options());
   if (output_mask[2] && n == 0) gbias.zero_();
   if (n > 0 && call.out_cols > 0) {
