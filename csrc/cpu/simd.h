@@ -476,6 +476,27 @@ MLPB_TARGET_AVX512 inline void bf16_store_avx512(uint16_t* p, VFloatT<16> v, int
                                     _mm512_mask_blend_epi32(nan, rounded, quiet));
 }
 
+// A partial vector of floats (count < W lanes) in one masked instruction,
+// where the generic load and store copy lane by lane through memory (slow
+// when every row is partial: cross-entropy's ten classes). The lanes past
+// count load as 0 and are never read or written in memory.
+MLPB_TARGET_AVX512 inline VFloatT<16> float_load_avx512(const float* p, int64_t count) {
+  return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_loadu_ps(first_lanes(count), p));
+}
+MLPB_TARGET_AVX512 inline void float_store_avx512(float* p, VFloatT<16> v, int64_t count) {
+  _mm512_mask_storeu_ps(p, first_lanes(count), (__m512)v.v);
+}
+MLPB_TARGET_AVX2 inline __m256i first_lanes_avx2(int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+MLPB_TARGET_AVX2 inline VFloatT<8> float_load_avx2(const float* p, int64_t count) {
+  return VFloatT<8>((VecTypes<8>::F)_mm256_maskload_ps(p, first_lanes_avx2(count)));
+}
+MLPB_TARGET_AVX2 inline void float_store_avx2(float* p, VFloatT<8> v, int64_t count) {
+  _mm256_maskstore_ps(p, first_lanes_avx2(count), (__m256)v.v);
+}
+
 // With AVX512-BF16's vcvtneps2bf16: one instruction rounds 16 floats (it
 // flushes denormal floats to zero, which the integer rounding keeps).
 #define MLPB_TARGET_AVX512_BF16 \
@@ -495,6 +516,29 @@ template <int W, bool Bf16 = false> struct Lanes {
   static constexpr int kWidth = W;
   static constexpr bool kBf16 = Bf16;
 };
+
+// count <= W floats, with the instruction set of L (the others lanes 0).
+template <typename L> inline VFloatT<L::kWidth> float_load(const float* p, int64_t count) {
+#ifdef MLPB_SIMD_DISPATCH
+  if constexpr (L::kWidth == 16) {
+    if (count < 16) return float_load_avx512(p, count);
+  } else if constexpr (L::kWidth == 8) {
+    if (count < 8) return float_load_avx2(p, count);
+  }
+#endif
+  return VFloatT<L::kWidth>::load(p, count);
+}
+
+template <typename L> inline void float_store(float* p, VFloatT<L::kWidth> v, int64_t count) {
+#ifdef MLPB_SIMD_DISPATCH
+  if constexpr (L::kWidth == 16) {
+    if (count < 16) return float_store_avx512(p, v, count);
+  } else if constexpr (L::kWidth == 8) {
+    if (count < 8) return float_store_avx2(p, v, count);
+  }
+#endif
+  v.store(p, count);
+}
 
 // W floats from bf16 patterns, and back, with the instruction set of L.
 template <typename L> inline VFloatT<L::kWidth> bf16_load(const uint16_t* p, int64_t count) {

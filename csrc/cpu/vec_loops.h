@@ -28,8 +28,8 @@ template <typename L> struct Pack<float, L> {
   using Scalar = float;
   using Lanes = L;
   static constexpr int64_t kWidth = V::kWidth;
-  static V load(const float* p, int64_t count) { return V::load(p, count); }
-  static void store(float* p, V v, int64_t count) { v.store(p, count); }
+  static V load(const float* p, int64_t count) { return simd::float_load<L>(p, count); }
+  static void store(float* p, V v, int64_t count) { simd::float_store<L>(p, v, count); }
   static V dropout(const uint32_t* words, int64_t count, const DropoutMask& mask, V v) {
     return simd::dropout_apply(words, count, mask.threshold, v, static_cast<float>(mask.scale));
   }
