@@ -5,7 +5,7 @@
 // the output dtype is stock Linear+activation's. The seed is an int64
 // tensor, which autocast leaves alone. The elementwise ops (activation,
 // dropout) keep their input's dtype, as stock activations and dropout do,
-// so they need no autocast kernel.
+// so they need no autocast kernel. Cross-entropy runs in float32.
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
 
@@ -34,16 +34,34 @@ void autocast_products(OpCall& c) {
   c.handle().callBoxed(c.stack());
 }
 
+// Cross-entropy runs in float32 under autocast, as stock's does: bfloat16
+// and float16 logits are cast up (float64 stays).
+template <c10::DeviceType kDevice>
+void autocast_float32(OpCall& c) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      at::autocast::get_autocast_dispatch_key_from_device_type(kDevice));
+  torch::jit::Stack& stack = *c.stack();
+  const size_t first = stack.size() - c.schema().arguments().size();
+  for (size_t i = first; i < stack.size(); ++i) {
+    if (stack[i].isTensor() && stack[i].toTensor().is_floating_point()) {
+      stack[i] = at::autocast::cached_cast(at::kFloat, stack[i].toTensor(), kDevice);
+    }
+  }
+  c.handle().callBoxed(c.stack());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, AutocastCPU, m) {
   m.impl("linear_act", boxed<&autocast_products<c10::DeviceType::CPU>>());
   m.impl("mlp", boxed<&autocast_products<c10::DeviceType::CPU>>());
+  m.impl("cross_entropy", boxed<&autocast_float32<c10::DeviceType::CPU>>());
 }
 
 TORCH_LIBRARY_IMPL(mlpbench, AutocastCUDA, m) {
   m.impl("linear_act", boxed<&autocast_products<c10::DeviceType::CUDA>>());
   m.impl("mlp", boxed<&autocast_products<c10::DeviceType::CUDA>>());
+  m.impl("cross_entropy", boxed<&autocast_float32<c10::DeviceType::CUDA>>());
 }
 
 }  // namespace mlpbench

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "composite.h"
+#include "cross_entropy.h"
 #include "mlp.h"
 #include "op_args.h"
 #include "op_call.h"
@@ -371,6 +372,57 @@ void mlp_autograd(OpCall& c) {
             std::vector<at::Tensor>(out.begin() + layers, out.end()));
 }
 
+// Cross-entropy keeps logits, target and each row's logsumexp; backward is
+// one cross_entropy_backward call (with create_graph, ATen's cross-entropy
+// differentiated again).
+struct CrossEntropyFunction : torch::autograd::Function<CrossEntropyFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& logits,
+                               const at::Tensor& target, const OpCall& call,
+                               const CrossEntropyArgs& args) {
+    keep(ctx, args, call);
+    Stack stack = call.arguments();
+    call_below_autograd(call.handle(), &stack);
+    const at::Tensor loss = stack[0].toTensor(), lse = stack[1].toTensor();
+    ctx->mark_non_differentiable({lse});
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({logits, target, lse});
+    return {loss, lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out(4);
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const Saved<CrossEntropyArgs>& s = kept<CrossEntropyArgs>(ctx);
+    if (at::GradMode::is_enabled()) {
+      const at::Tensor loss = cross_entropy_composite(saved[0], saved[1], s.args).first;
+      composite_grads(ctx, loss, grads[0], {saved[0]}, out);
+      return out;
+    }
+    static const auto op = find_op("mlpbench::cross_entropy_backward");
+    Stack stack = call_stack(op,
+                             {{"grad_loss", grads[0]}, {"logits", saved[0]},
+                              {"target", saved[1]}, {"lse", saved[2]}},
+                             s.call);
+    op.callBoxed(stack);
+    out[0] = stack[0].toTensor();
+    return out;
+  }
+};
+
+void cross_entropy_autograd(OpCall& c) {
+  const at::Tensor& logits = c.tensor("logits");
+  const bool composite = needs_composite({&logits});
+  if (!composite && !records_grad({&logits})) return call_below_autograd(c.handle(), c.stack());
+  const CrossEntropyArgs args = checked_cross_entropy_args(c);
+  if (composite) {
+    auto [loss, lse] = cross_entropy_composite(logits, c.tensor("target"), args);
+    return c.returns(std::move(loss), std::move(lse));
+  }
+  const auto out = CrossEntropyFunction::apply(logits, c.tensor("target"), c, args);
+  c.returns(out[0], out[1]);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, Autograd, m) {
@@ -378,6 +430,7 @@ TORCH_LIBRARY_IMPL(mlpbench, Autograd, m) {
   m.impl("activation", boxed<&activation_autograd>());
   m.impl("dropout", boxed<&dropout_autograd>());
   m.impl("mlp", boxed<&mlp_autograd>());
+  m.impl("cross_entropy", boxed<&cross_entropy_autograd>());
 }
 
 }  // namespace mlpbench

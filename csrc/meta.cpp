@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "cross_entropy.h"
 #include "mlp.h"
 
 namespace mlpbench {
@@ -101,6 +102,23 @@ void mlp_backward_meta(OpCall& c) {
             std::move(grad_weights), std::move(grad_biases));
 }
 
+void cross_entropy_meta(OpCall& c) {
+  const CrossEntropyArgs args = checked_cross_entropy_args(c);
+  const at::Tensor& logits = c.tensor("logits");
+  const at::Tensor& target = c.tensor("target");
+  c.returns(at::empty_symint(args.reduction == Reduction::None ? target.sym_sizes()
+                                                                : c10::SymIntArrayRef(),
+                             logits.options()),
+            at::empty_symint(target.sym_sizes(),
+                             logits.options().dtype(at::kDouble)));
+}
+
+void cross_entropy_backward_meta(OpCall& c) {
+  checked_cross_entropy_backward_args(c);
+  const at::Tensor& logits = c.tensor("logits");
+  c.returns(empty_like_sizes(logits.sym_sizes(), logits));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mlpbench, Meta, m) {
@@ -111,6 +129,8 @@ TORCH_LIBRARY_IMPL(mlpbench, Meta, m) {
   m.impl("dropout", boxed<&dropout_meta>());
   m.impl("mlp", boxed<&mlp_meta>());
   m.impl("mlp_backward", boxed<&mlp_backward_meta>());
+  m.impl("cross_entropy", boxed<&cross_entropy_meta>());
+  m.impl("cross_entropy_backward", boxed<&cross_entropy_backward_meta>());
 }
 
 }  // namespace mlpbench

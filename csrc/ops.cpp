@@ -43,6 +43,14 @@ TORCH_LIBRARY(mlpbench, m) {
       "mlp_backward(Tensor grad_y, Tensor x, Tensor[] weights, Tensor y, Tensor[] hidden, "
       "Tensor[] aux, bool has_bias, str activation, str output_activation, float dropout_p, "
       "Tensor? seed, int offset, bool x_grad) -> (Tensor, Tensor[], Tensor[])");
+  // Cross-entropy of logits (N, C) or (C,) against class indices (cross_entropy.h).
+  // Returns (loss, lse): lse each row's logsumexp, for cross_entropy_backward.
+  m.def(
+      "cross_entropy(Tensor logits, Tensor target, int ignore_index, str reduction) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "cross_entropy_backward(Tensor grad_loss, Tensor logits, Tensor target, Tensor lse, "
+      "int ignore_index, str reduction) -> Tensor");
   // Inverted dropout; its backward is the same op applied to the gradient.
   m.def("dropout(Tensor x, float p, Tensor? seed, int offset) -> Tensor");
   // A fresh 63-bit dropout seed from torch's default generator of `device`

@@ -17,7 +17,8 @@ import torch
 from . import _C
 
 __all__ = ["ACTIVATIONS", "DEFAULTS", "PARAMS", "activation", "activation_info",
-           "activation_spec", "check_probability", "debug_poison", "draw_seed", "dropout",
+           "activation_spec", "check_probability", "cross_entropy", "debug_poison", "draw_seed",
+           "dropout",
            "linear_act", "linear_act_spec", "mlp", "mlp_spec", "philox4x32"]
 
 # The activation table (csrc/activations.h), one dict per name: "name",
@@ -225,7 +226,8 @@ def _check_vmap_randomness(seed, op):
 
 # The direct entry points of _C (the same dispatcher call as torch.ops'
 # without its Python-side argument handling, ~5 us less per call).
-_ENTRIES = {op: _C.entry(op) for op in ("linear_act", "activation", "dropout", "mlp", "draw_seed")}
+_ENTRIES = {op: _C.entry(op) for op in ("linear_act", "activation", "dropout", "mlp", "draw_seed",
+                                        "cross_entropy")}
 _is_compiling = torch.compiler.is_compiling
 
 
@@ -337,6 +339,21 @@ def dropout(x, p, training=True, seed=None, offset=0):
     return _call("dropout", x, p, seed, offset)
 
 
+def cross_entropy(logits, target, *, ignore_index=-100, reduction="mean"):
+    """torch.nn.functional.cross_entropy over class indices, in one op with
+    its own backward: logits (N, C) or (C,), target (N,) or () of int64 class
+    indices, rows whose target is ignore_index left out; reduction "mean"
+    (over the rows kept), "sum" or "none". Computed in float32 (float64 for
+    float64 logits), float32 under autocast, as stock's. No class weights,
+    label smoothing or probability targets: use F.cross_entropy for those.
+    """
+    op = "cross_entropy"
+    loss, _ = _call(op, _tensor(logits, "logits", op), _tensor(target, "target", op),
+                    _integer(ignore_index, "ignore_index", op),
+                    _string(reduction, "reduction", op))
+    return loss
+
+
 # --- torch.vmap ----------------------------------------------------------------
 # Batch rules, so that vmap runs one call over the stacked batch rather than a
 # loop over samples. Dropout follows vmap's randomness=: 'different' gives
@@ -436,6 +453,26 @@ def _mlp_vmap(info, in_dims, *args):
     y, hidden, aux = torch.ops.mlpbench.mlp.default(*call.values())
     aux, aux_dims = zip(*(_aux_out(a, info.batch_size) for a in aux)) if aux else ((), ())
     return (y, hidden, list(aux)), (0, [0] * len(hidden), list(aux_dims))
+
+
+@torch.library.register_vmap("mlpbench::cross_entropy")
+def _cross_entropy_vmap(info, in_dims, logits, target, ignore_index, reduction):
+    """One call over every sample's rows (reduction none), then each sample's
+    own mean or sum."""
+    logits_dim, target_dim = in_dims[:2]
+    batch = info.batch_size
+    logits = (logits.movedim(logits_dim, 0) if logits_dim is not None
+              else logits.expand(batch, *logits.shape))
+    target = (target.movedim(target_dim, 0) if target_dim is not None
+              else target.expand(batch, *target.shape))
+    loss, lse = torch.ops.mlpbench.cross_entropy.default(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index, "none")
+    loss, lse = loss.view(target.shape), lse.view(target.shape)
+    if reduction != "none":
+        rows = loss.reshape(batch, -1).sum(1)
+        kept = (target.reshape(batch, -1) != ignore_index).sum(1)
+        loss = rows if reduction == "sum" else (rows / kept).to(rows.dtype)
+    return (loss, lse), (0, 0)
 
 
 # Autograd and the meta kernels are registered in C++ (csrc/autograd.cpp,
