@@ -9,7 +9,9 @@ Rows: the floor (the products the network needs: four forward, four
 weight-gradient and three input-gradient products, in bf16 for the bf16
 groups, plus one Adam pass in the step), stock eager, torch.compile of stock
 (and on CUDA with mode="reduce-overhead": CUDA graphs), fused per layer, and
-fused whole-MLP (the default `fused`). In the bf16
+fused whole-MLP (the default `fused`). The fused rows take the loss from
+mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does; the
+others from F.cross_entropy. In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
 the stock row and the floor interleaved with themselves, and the whole-MLP row
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICES, skip_unless_compiled, smoke
+from mlpbench import ops
 from mlpbench.models import MLP
 
 SIZES = [784, 256, 256, 256, 10]
@@ -77,10 +80,11 @@ def _call(row, device, x, y, step, bf16):
     context = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if autocast else \
         contextlib.nullcontext
     params = list(model.parameters())
+    cross_entropy = ops.cross_entropy if row.startswith("fused") else F.cross_entropy
 
     def loss():
         with context():
-            return F.cross_entropy(forward(x).float(), y)
+            return cross_entropy(forward(x).float(), y)
 
     if not step:
         return lambda: torch.autograd.grad(loss(), params)

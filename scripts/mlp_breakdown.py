@@ -1,6 +1,7 @@
 """Where the lecture network's time goes (784-256-256-256-10, ReLU, dropout
 0.3, CPU): each piece of a training step beside the products it needs, and
-the parts every row pays besides (loss, autograd.grad, the modules' Python).
+the parts every row pays besides (loss, autograd.grad, the modules' Python),
+and the fused rows' loss (mlpbench.ops.cross_entropy).
 All pieces of a batch take turns call by call; each gets its lower-quartile
 time, so drift lands on all alike.
 
@@ -14,6 +15,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from mlpbench import ops
 from mlpbench.models import MLP
 from mlpbench.perf.fair_timing import fair_timing, lower_quartile_us
 
@@ -66,6 +68,8 @@ def pieces(batch, dtype):
         f"backward: its 7 products ({name})": backward_products,
         "cross-entropy forward and backward (autograd.grad)":
             lambda: torch.autograd.grad(F.cross_entropy(logits, labels), logits),
+        "the same, mlpbench.ops.cross_entropy":
+            lambda: torch.autograd.grad(ops.cross_entropy(logits, labels), logits),
         "autograd.grad of a one-node graph":
             lambda: torch.autograd.grad(one_node, leaf, grad_y.float(), retain_graph=True),
         "the module's forward (fp32, with grad)": lambda: model(x32),

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import _C
+from .. import _C, ops
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import MNIST, load_mnist, standardize
 from .distributed import Context
@@ -321,6 +321,8 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
                              torch.tensor(seen, dtype=torch.float64, device=device)])
         return ctx.sum(local).tolist()
 
+    # The fused network trains with the fused loss too (the same values).
+    loss_fn = ops.cross_entropy if config.fused else F.cross_entropy
     bar = tqdm(run.batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                disable=not (progress and ctx.is_main), file=sys.stderr)
     for step, (start, end) in enumerate(bar):
@@ -328,7 +330,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
         xb, yb = train_x[idx], train_y[idx]
         with autocast(config):
             logits = run.forward(xb)
-            loss = F.cross_entropy(logits.float(), yb)
+            loss = loss_fn(logits.float(), yb)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
