@@ -49,15 +49,16 @@ template <typename T> MLPB_HD T m_normcdf_pdf(T x, T& pdf) {
 // GELU's x Phi(x) (the CPU's vector overload folds the product into Phi's
 // last step).
 template <typename T> MLPB_HD T m_gelu(T x) { return x * m_normcdf(x); }
-// 1 / x for x >= 1 (the denominators of sigmoid and silu); the CPU's vector
-// overload replaces the division by Newton steps.
+// 1 / x and a / b for sigmoid and silu below.
 MLPB_HD float m_recip(float x) { return 1.0f / x; }
 MLPB_HD double m_recip(double x) { return 1.0 / x; }
-// a / b for b >= 1 (silu's x / (1 + e^-x)); the CPU's vector overload keeps
-// its intermediate in the normal range, so a result that is a normal float
-// survives flushing denormals to zero.
 MLPB_HD float m_div(float a, float b) { return a / b; }
 MLPB_HD double m_div(double a, double b) { return a / b; }
+// Sigmoid and SiLU (x * sigmoid(x)), as stock writes them; the CPU's vector
+// overloads (simd.h) compute both from exp(-|x|), which cannot overflow, with
+// a reciprocal of 1 + exp(-|x|) in [1, 2] instead of a division.
+template <typename T> MLPB_HD T m_sigmoid(T x) { return m_recip(T(1) + m_exp(-x)); }
+template <typename T> MLPB_HD T m_silu(T x) { return m_div(x, T(1) + m_exp(-x)); }
 // c ? a : b, written as a function so that vector types can overload it.
 template <typename T> MLPB_HD T m_select(bool c, T a, T b) { return c ? a : b; }
 
@@ -171,7 +172,7 @@ template <typename T> struct Identity {
 
 template <typename T> struct Sigmoid {
   static constexpr bool kFromOutput = from_output(Act::Sigmoid);
-  MLPB_HD T forward(T x) const { return m_recip(T(1) + m_exp(-x)); }
+  MLPB_HD T forward(T x) const { return m_sigmoid(x); }
   MLPB_HD T derivative(T y) const { return y * (T(1) - y); }
 };
 
@@ -240,9 +241,9 @@ template <typename T> struct GeluTanh {
 // SiLU (swish): x * sigmoid(x); derivative s (1 + x (1 - s)).
 template <typename T> struct Silu {
   static constexpr bool kFromOutput = from_output(Act::Silu);
-  MLPB_HD T forward(T x) const { return m_div(x, T(1) + m_exp(-x)); }
+  MLPB_HD T forward(T x) const { return m_silu(x); }
   MLPB_HD T derivative(T x) const {
-    const T s = m_recip(T(1) + m_exp(-x));
+    const T s = m_sigmoid(x);
     return s * (T(1) + x * (T(1) - s));
   }
 };

@@ -1,5 +1,5 @@
 // A float vector for the CPU kernels, and the vector math the activations
-// need (exp, expm1, tanh, the normal CDF), so that the functors of
+// need (exp, expm1, tanh, sigmoid, the normal CDF), so that the functors of
 // activations.h run unchanged on it: each functor is written once and
 // instantiated for float, double and VFloatT<W>.
 //
@@ -232,30 +232,6 @@ template <int W> inline VFloatT<W> m_recip_finite(VFloatT<W> x) {
   return r;
 }
 
-// 1 / x for any x >= 1 (and +inf, NaN), 1 / inf = 0 as a division gives.
-// Computed as 2^-64 / (x 2^-64): the guess and the Newton steps then stay in
-// the normal range even where 1 / x is denormal (x > 8.5e37: silu's
-// x / (1 + e^-x) below x = -87 keeps its relative accuracy).
-template <int W> inline VFloatT<W> m_recip(VFloatT<W> x) {
-  using VFloat = VFloatT<W>;
-  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
-  const Mask<W> infinite = x > VFloat(3.4028235e38f);
-  return m_select(infinite, VFloat(0.0f), m_recip_finite(x * scale) * scale);
-}
-
-// a / b for b >= 1 (and +inf, NaN) as a * (1 / b); for b beyond 2^64 as
-// (a * (2^64 / b)) * 2^-64, so that where a / b is a normal float it survives
-// flushing denormals to zero (silu near x = -87, where 1 / (1 + e^-x) alone
-// would be denormal).
-template <int W> inline VFloatT<W> m_div(VFloatT<W> a, VFloatT<W> b) {
-  using VFloat = VFloatT<W>;
-  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
-  const Mask<W> huge = b > VFloat(1.8446744e19f);  // 2^64
-  const Mask<W> infinite = b > VFloat(3.4028235e38f);
-  const VFloat quotient = a * m_recip_finite(m_select(huge, b * scale, b));
-  return m_select(infinite, a * VFloat(0.0f), mul_where(huge, quotient, scale, quotient));
-}
-
 #ifdef MLPB_SIMD_DISPATCH
 // AVX-512 overloads for the 16-lane vector, which only the AVX-512 build
 // uses: non-templates, so preferred over the templates above, and carrying
@@ -303,12 +279,6 @@ MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, 
 // vrcp14ps gives 14 bits, one Newton step the rest.
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip_finite(VFloatT<16> x) {
   return newton_recip(x, VFloatT<16>((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v)));
-}
-// vrcp14ps gives exactly 0 for inf; the Newton step uses x capped at 3e38
-// so that it keeps that 0 rather than making inf * 0 = NaN.
-MLPB_TARGET_AVX512 inline VFloatT<16> m_recip(VFloatT<16> x) {
-  const VFloatT<16> r((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v));
-  return newton_recip(cap_above(x, 3e38f), r);
 }
 
 // AVX2 overloads for the 8-lane vector, which only the AVX2 build uses
@@ -398,6 +368,42 @@ template <int W> inline VFloatT<W> m_gelu(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat tail = normcdf_tail<W>(x, nullptr);
   return mul_where(x < VFloat(0.0f), x, tail, x - cap_above(abs(x), kNormcdfCap) * tail);
+}
+
+// Sigmoid and SiLU from e = exp(-|x|) <= 1, which cannot overflow: sigmoid
+// is 1 / (1 + e) for x >= 0 and e / (1 + e) below, with 1 + e in [1, 2] (a
+// reciprocal without range cases). e comes scaled by 2^64 (e64), so that it
+// stays a normal float down to |x| = 132 and a result of e, or of x e, is
+// rounded once when scaled back: denormal where the true value is. |x| is
+// capped at 132.3, where e64's exponent bits reach 0, so that e64 is exactly
+// 0 beyond: sigmoid(-inf) = 0, silu(-inf) = -inf * 0 = NaN, as stock's.
+template <int W> inline VFloatT<W> exp_neg_abs_2p64(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  using U = typename VFloatT<W>::U;
+  const VFloat ax = cap_above(abs(x), 132.3f);
+  const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const VFloat t = ax * VFloat(-1.44269504088896341f) + shifter;  // n = round(-|x| / ln 2)
+  const VFloat nf = t - shifter;
+  const VFloat r = (nf * VFloat(-0.693145751953125f) - ax) + nf * VFloat(-1.428606765330187e-06f);
+  // 2^(n + 64) from t's low bits: exponent field n + 64 + 127, in [0, 191].
+  const U field = ((U)to_bits(t) + 191u) << 23;
+  return exp_reduced(r) * from_bits<W>((IntV<W>)field);
+}
+
+template <int W> inline VFloatT<W> m_sigmoid(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  const VFloat e64 = exp_neg_abs_2p64(x);
+  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
+  const VFloat r = m_recip_finite(VFloat(1.0f) + e64 * scale);
+  return mul_where(x < VFloat(0.0f), e64 * r, scale, r);
+}
+
+template <int W> inline VFloatT<W> m_silu(VFloatT<W> x) {
+  using VFloat = VFloatT<W>;
+  const VFloat e64 = exp_neg_abs_2p64(x);
+  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
+  const VFloat r = m_recip_finite(VFloat(1.0f) + e64 * scale);
+  return m_select(x < VFloat(0.0f), ((x * e64) * r) * scale, x * r);
 }
 
 // ---- dropout words ----
