@@ -322,21 +322,28 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
 // sum[j] = the sum of column j of the (count / cols, cols) row-major rows, in
 // P's Scalar (float for bfloat16 rows). Runs flat, each vector added at its
 // column into acc, which wraps past the row's end (bias_pattern's layout) and
-// is folded back at the end.
+// is folded back at the end. Compensated (Kahan): each addition's rounding
+// error is carried in comp and taken back, so a chunk's sum is within an ulp
+// or two however many rows it holds; a plain running sum over a chunk's 64
+// rows was at times 3-4x further off than stock's bias gradient.
 template <typename P, typename T>
 void column_sums(const T* rows, int64_t count, int64_t cols, typename P::Scalar* sum) {
   using S = typename P::Scalar;
   using A = Pack<S, typename P::Lanes>;  // the accumulator's
-  std::vector<S> acc(cols + P::kWidth, S(0));
+  using V = typename A::V;
+  std::vector<S> acc(cols + P::kWidth, S(0)), comp(cols + P::kWidth, S(0));
   int64_t q = 0;
   for (int64_t e = 0; e < count; e += P::kWidth) {
     const int64_t m = std::min(P::kWidth, count - e);
-    A::store(acc.data() + q, A::load(acc.data() + q, P::kWidth) + P::load(rows + e, m),
-             P::kWidth);
+    const V a = A::load(acc.data() + q, P::kWidth);
+    const V y = P::load(rows + e, m) - A::load(comp.data() + q, P::kWidth);
+    const V t = a + y;
+    A::store(comp.data() + q, (t - a) - y, P::kWidth);
+    A::store(acc.data() + q, t, P::kWidth);
     q = next_column(q, P::kWidth, cols);
   }
-  for (int64_t j = 0; j < cols; ++j) sum[j] = acc[j];
-  for (size_t k = cols; k < acc.size(); ++k) sum[k % cols] += acc[k];
+  for (int64_t j = 0; j < cols; ++j) sum[j] = acc[j] - comp[j];
+  for (size_t k = cols; k < acc.size(); ++k) sum[k % cols] += acc[k] - comp[k];
 }
 
 // The input gradients grad_pre @ weight and grad_pre^T @ x: two products of
