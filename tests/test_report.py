@@ -98,6 +98,18 @@ def test_relu_verdict_follows_the_numbers():
     assert "fused: false (the costliest, elu, takes 1.20x ReLU)" in text
 
 
+def test_relu_claim_takes_both_times_from_the_same_rounds():
+    """The fused activation over fused ReLU: both from the interleaved rounds
+    (the row's own timing runs after a cache-flushing copy; it still gives
+    the ratio over the copy)."""
+    groups = _activation_groups(1.5)
+    groups[("cpu", "elu")].times["fused fwd"] = 3.0
+    groups[("cpu", "elu")].beside["fused fwd"] = {"relu fwd": 1.0, "fused fwd": 1.1, "copy": 2.0}
+    text = report.markdown(groups, "cpu")
+    assert "fused: false (the costliest, elu, takes 1.10x ReLU)" in text
+    assert "| elu | 1.50x | 1.10x |  |  | 1.50x |" in text
+
+
 def test_device_and_dtype_filters(tmp_path, capsys):
     assert report.main([str(RECORDED), "--device", "cpu", "--dtype", "bf16", "--targets"]) == 0
     text = capsys.readouterr().out

@@ -188,9 +188,13 @@ def _relu_claim(groups, device):
                 continue
             cells = {}
             near = g.beside.get("fused fwd", {})
+            # Each activation's own time from the same rounds as ReLU's (the
+            # fused row's own timing follows a cache-flushing copy; older runs
+            # lack the beside entry and fall back to it).
+            fused_own = near.get("fused fwd", g.times.get("fused fwd"))
             for kind in ("stock", "fused"):
                 ref = near.get("stock relu fwd" if kind == "stock" else "relu fwd")
-                own = near.get("stock fwd") if kind == "stock" else g.times.get("fused fwd")
+                own = near.get("stock fwd") if kind == "stock" else fused_own
                 if not (own and ref):
                     own, ref = g.times.get(f"{kind} fwd"), relu.times.get(f"{kind} fwd")
                 if own and ref:
@@ -198,6 +202,8 @@ def _relu_claim(groups, device):
                 own_bwd, ref_bwd = g.times.get(f"{kind} bwd"), relu.times.get(f"{kind} bwd")
                 if own_bwd and ref_bwd:
                     cells[f"{kind} bwd"] = own_bwd / ref_bwd
+            # (Over the copy: the row's own timing, which, like the copy's,
+            # writes an output that is not in cache.)
             if near.get("copy") and g.times.get("fused fwd"):
                 cells["copy"] = g.times["fused fwd"] / near["copy"]
             table[name] = cells
