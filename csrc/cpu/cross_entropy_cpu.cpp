@@ -11,8 +11,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <utility>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -32,35 +32,34 @@ int64_t rows_per_chunk(int64_t classes) {
   return std::max<int64_t>(1, kChunkLogits / std::max<int64_t>(1, classes));
 }
 
-template <typename G, size_t... I>
-auto low_half(G v, std::index_sequence<I...>) {
-  return __builtin_shufflevector(v, v, I...);
-}
-template <typename G, size_t... I>
-auto high_half(G v, std::index_sequence<I...>) {
-  return __builtin_shufflevector(v, v, (I + sizeof...(I))...);
-}
+// A vector's two halves (G a GCC vector of floats): copies that compile to
+// one extract, where __builtin_shufflevector needs GCC 12.
+template <typename G> struct Halves {
+  typedef float H __attribute__((vector_size(sizeof(G) / 2)));
+  H lo, hi;
+  explicit Halves(const G& v) {
+    std::memcpy(&lo, &v, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+  }
+};
 
 // A vector's lanes summed, or their max, by folding halves in registers
 // (double: its one lane). A row of ten classes is all latency: a scalar
 // chain through memory took most of the kernel's time.
 template <typename G> float fold_sum(G v) {
-  constexpr size_t n = sizeof(G) / sizeof(float);
-  if constexpr (n == 2) {
+  if constexpr (sizeof(G) == 2 * sizeof(float)) {
     return v[0] + v[1];
   } else {
-    constexpr auto half = std::make_index_sequence<n / 2>{};
-    return fold_sum(low_half(v, half) + high_half(v, half));
+    const Halves<G> h(v);
+    return fold_sum(h.lo + h.hi);
   }
 }
 template <typename G> float fold_max(G v) {
-  constexpr size_t n = sizeof(G) / sizeof(float);
-  if constexpr (n == 2) {
+  if constexpr (sizeof(G) == 2 * sizeof(float)) {
     return std::max(v[0], v[1]);
   } else {
-    constexpr auto half = std::make_index_sequence<n / 2>{};
-    const auto lo = low_half(v, half), hi = high_half(v, half);
-    return fold_max(lo > hi ? lo : hi);
+    const Halves<G> h(v);
+    return fold_max(h.lo > h.hi ? h.lo : h.hi);
   }
 }
 template <int W> float lane_sum(simd::VFloatT<W> v) { return fold_sum(v.v); }
