@@ -27,12 +27,11 @@ Reduction parse_reduction(const char* op, std::string_view text) {
   return Reduction::Mean;
 }
 
-// The loss's shape: the target's for reduction none, else a scalar.
-c10::SymIntArrayRef loss_sizes(const at::Tensor& target, Reduction reduction) {
+}  // namespace
+
+c10::SymIntArrayRef cross_entropy_loss_sizes(const at::Tensor& target, Reduction reduction) {
   return reduction == Reduction::None ? target.sym_sizes() : c10::SymIntArrayRef();
 }
-
-}  // namespace
 
 CrossEntropyArgs checked_cross_entropy_args(const OpCall& c) {
   const char* op = c.op();
@@ -59,7 +58,8 @@ CrossEntropyArgs checked_cross_entropy_backward_args(const OpCall& c) {
   const at::Tensor& grad_loss = c.tensor("grad_loss");
   const at::Tensor& lse = c.tensor("lse");
   check_like_x(op, "grad_loss", grad_loss, logits, "logits");
-  check_shape(op, "grad_loss", grad_loss, loss_sizes(target, args.reduction), "the loss");
+  check_shape(op, "grad_loss", grad_loss, cross_entropy_loss_sizes(target, args.reduction),
+              "the loss");
   check_on_device_of(op, "lse", lse, logits, "logits");
   TORCH_CHECK_TYPE(lse.scalar_type() == at::kDouble, op,
                    ": lse must be float64 (what cross_entropy returned), got ", lse.scalar_type());

@@ -31,6 +31,9 @@ struct CrossEntropyArgs {
 CrossEntropyArgs checked_cross_entropy_args(const OpCall& c);
 CrossEntropyArgs checked_cross_entropy_backward_args(const OpCall& c);
 
+// The loss's shape: the target's for reduction none, else a scalar.
+c10::SymIntArrayRef cross_entropy_loss_sizes(const at::Tensor& target, Reduction reduction);
+
 // The error for a target value outside [0, C) that is not ignore_index: an
 // IndexError naming the row, as stock's names the value.
 [[noreturn]] void bad_target(const char* op, int64_t row, int64_t value, int64_t classes,

@@ -106,9 +106,7 @@ void cross_entropy_meta(OpCall& c) {
   const CrossEntropyArgs args = checked_cross_entropy_args(c);
   const at::Tensor& logits = c.tensor("logits");
   const at::Tensor& target = c.tensor("target");
-  c.returns(at::empty_symint(args.reduction == Reduction::None ? target.sym_sizes()
-                                                                : c10::SymIntArrayRef(),
-                             logits.options()),
+  c.returns(at::empty_symint(cross_entropy_loss_sizes(target, args.reduction), logits.options()),
             at::empty_symint(target.sym_sizes(),
                              logits.options().dtype(at::kDouble)));
 }

@@ -151,8 +151,8 @@ void cross_entropy_cpu(OpCall& c) {
     }
   }
   at::Tensor lse = new_output(target.sizes(), logits.options().dtype(at::kDouble));
-  at::Tensor loss = new_output(args.reduction == Reduction::None ? target.sizes() : at::IntArrayRef(),
-                               logits.options());
+  at::Tensor loss = new_output(
+      C10_AS_INTARRAYREF_SLOW(cross_entropy_loss_sizes(target, args.reduction)), logits.options());
   MLPB_DISPATCH_CPU(logits.scalar_type(), "cross_entropy_cpu", [&] {
     using T = scalar_t;
     using S = at::opmath_type<T>;
