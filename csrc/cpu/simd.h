@@ -378,16 +378,11 @@ template <int W> inline VFloatT<W> m_gelu(VFloatT<W> x) {
 // capped at 132.3, where e64's exponent bits reach 0, so that e64 is exactly
 // 0 beyond: sigmoid(-inf) = 0, silu(-inf) = -inf * 0 = NaN, as stock's.
 template <int W> inline VFloatT<W> exp_neg_abs_2p64(VFloatT<W> x) {
-  using VFloat = VFloatT<W>;
-  using U = typename VFloatT<W>::U;
-  const VFloat ax = cap_above(abs(x), 132.3f);
-  const VFloat shifter(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const VFloat t = ax * VFloat(-1.44269504088896341f) + shifter;  // n = round(-|x| / ln 2)
-  const VFloat nf = t - shifter;
-  const VFloat r = (nf * VFloat(-0.693145751953125f) - ax) + nf * VFloat(-1.428606765330187e-06f);
-  // 2^(n + 64) from t's low bits: exponent field n + 64 + 127, in [0, 191].
-  const U field = ((U)to_bits(t) + 191u) << 23;
-  return exp_reduced(r) * from_bits<W>((IntV<W>)field);
+  IntV<W> n;
+  VFloatT<W> nf;
+  const VFloatT<W> r = exp_range(-cap_above(abs(x), 132.3f), n, nf);
+  // n + 64 in [-127, 64]; pow2(-127) builds exponent bits 0, the value 0.
+  return exp_reduced(r) * pow2<W>(n + 64);
 }
 
 template <int W> inline VFloatT<W> m_sigmoid(VFloatT<W> x) {
