@@ -28,6 +28,22 @@ def test_import_mlpbench_needs_no_application_dependency():
     assert done.stdout.strip() == "[]"
 
 
+def test_packaging_lists_every_package_and_the_extras_setup_installs():
+    """A wheel holds only the packages pyproject names: each folder with an
+    __init__.py must be there; and setup.sh's extras must exist (pip only
+    warns about an unknown one)."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    on_disk = {_module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert set(project["tool"]["setuptools"]["packages"]) == on_disk
+    extras = re.search(r'-e "\.\[([a-z,]+)\]"', (ROOT / "scripts/setup.sh").read_text())
+    assert extras, "setup.sh installs the package with its extras"
+    assert set(extras.group(1).split(",")) <= set(project["project"]["optional-dependencies"])
+
+
 def _module_name(path):
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
