@@ -1,5 +1,5 @@
 """linear_act[<in>x<out>, batch <b>, <act>, fwd|fwdbwd(, bf16)]: the GEMMs
-alone (the floor), stock eager, torch.compile of stock, and fused, side by
+alone (the floor, conftest.product), stock eager, torch.compile of stock, and fused, side by
 side. On CUDA the relu and gelu forward groups also time cuBLASLt's own
 bias+activation epilogue (torch._addmm_activation; its gelu is the tanh
 form), the alternative to our epilogue kernel.
@@ -14,7 +14,7 @@ import contextlib
 import pytest
 import torch
 
-from conftest import DEVICES, skip_unless_compiled, smoke
+from conftest import DEVICES, product, skip_unless_compiled, smoke
 from mlpbench import ops
 from mlpbench.reference import stock_linear_act
 
@@ -59,11 +59,11 @@ def _row_fn(row, name, kw, tensors, g, grad, autocast, shape):
     grad; under autocast where the row is an autocast row."""
     x, w, b = tensors
     if row == "floor":
-        xd, wd, bd = x.detach(), w.detach(), b.detach()
+        xd, wd, mm = x.detach(), w.detach(), product(x.device.type)
         if grad:
             gp = torch.randn(x.shape[0], w.shape[0], device=x.device).to(x.dtype)  # maxout: all pieces
-            return lambda: (torch.addmm(bd, xd, wd.t()), gp.mm(wd), gp.t().mm(xd))
-        return lambda: torch.addmm(bd, xd, wd.t())
+            return lambda: (mm(xd, wd.t()), mm(gp, wd), mm(gp.t(), xd))
+        return lambda: mm(xd, wd.t())
     f = _forward(row, name, kw, shape)
     context = autocast if autocast is not None else contextlib.nullcontext
 

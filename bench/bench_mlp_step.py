@@ -7,7 +7,8 @@ whole, at batch 100 and 4096, in float32 and under bfloat16 autocast:
 
 Rows: the floor (the products the network needs: four forward, four
 weight-gradient and three input-gradient products, in bf16 for the bf16
-groups, plus one Adam pass in the step), stock eager, torch.compile of stock
+groups, as the fused kernels run them: conftest.product; plus one Adam pass
+in the step), stock eager, torch.compile of stock
 (and on CUDA with mode="reduce-overhead": CUDA graphs), fused per layer, and
 fused whole-MLP (the default `fused`). The fused rows take the loss from
 mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does; the
@@ -23,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEVICES, skip_unless_compiled, smoke
+from conftest import DEVICES, product, skip_unless_compiled, smoke
 from mlpbench import ops
 from mlpbench.models import MLP
 
@@ -43,7 +44,6 @@ def _floor(model, x, step, dtype):
     """The products of the network's forward and backward (no input gradient
     for x), on detached tensors of `dtype`; with step, one fused Adam pass too."""
     weights = [layer.weight.detach().to(dtype) for layer in model.layers]
-    biases = [layer.bias.detach().to(dtype) for layer in model.layers]
     outs = [torch.randn(x.shape[0], w.shape[0], device=x.device).to(dtype) for w in weights]
     ins = [x.to(dtype)] + outs[:-1]
     params = list(model.parameters())
@@ -52,13 +52,15 @@ def _floor(model, x, step, dtype):
         for p in params:
             p.grad = torch.zeros_like(p)
 
+    mm = product(x.device.type)
+
     def run():
-        for h, w, b in zip(ins, weights, biases):
-            torch.addmm(b, h, w.t())
+        for h, w in zip(ins, weights):
+            mm(h, w.t())
         for layer, (h, w, g) in enumerate(zip(ins, weights, outs)):
-            g.t().mm(h)
+            mm(g.t(), h)
             if layer:
-                g.mm(w)
+                mm(g, w)
         if opt is not None:
             opt.step()
 

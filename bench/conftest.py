@@ -84,6 +84,14 @@ def pytest_collection_modifyitems(config, items):
 STREAM = os.environ.get("MLPBENCH_BENCH_STREAM")
 
 
+def product(device):
+    """a @ b as the fused kernels compute their products, for the floor rows:
+    on the CPU with the library mlpbench runs float32 products with (MKL or
+    oneDNN, mlpbench._C.fp32_matmul), so that a floor never times a slower
+    product than fused runs; elsewhere torch.mm. (No bias: not a product.)"""
+    return ops._C.cpu_mm if device == "cpu" else torch.mm
+
+
 def skip_unless_compiled(name, shape=None):
     """torch.compile rows of activation `name` (at layer `shape`) run where
     they answer a question, unless MLPBENCH_BENCH_COMPILE says otherwise."""

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "cpu/products_cpu.h"
 #include "cpu/simd.h"
 #include "kernel_common.h"
 #include "op_args.h"
@@ -189,6 +190,31 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     throw py::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
                           "or 'avx512_bf16', got '" + name + "'");
   }, "Run the CPU kernels with at most this instruction set", py::arg("level"));
+  // Which library runs the CPU kernels' float32 products (products_cpu.h);
+  // tests and benchmarks set it, cpu_mm times the products as the kernels
+  // run them (the benchmarks' floor).
+  static const char* const kMatmuls[] = {"auto", "aten", "onednn"};
+  m.def("fp32_matmul", [] { return kMatmuls[static_cast<int>(mlpbench::cpu::fp32_matmul())]; });
+  m.def("set_fp32_matmul", [](const std::string& name) {
+    for (int i = 0; i < 3; ++i) {
+      if (name == kMatmuls[i]) {
+        mlpbench::cpu::set_fp32_matmul(static_cast<mlpbench::cpu::Fp32Matmul>(i));
+        return;
+      }
+    }
+    throw py::value_error("set_fp32_matmul: name must be 'auto', 'aten' or 'onednn', got '" +
+                          name + "'");
+  }, "Run the CPU kernels' float32 products with this library", py::arg("name"));
+  m.def("cpu_mm", [](const at::Tensor& a, const at::Tensor& b) {
+    TORCH_CHECK_VALUE(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
+                      "cpu_mm: a and b must be matrices (m, k) and (k, n), got shapes ",
+                      a.sizes(), " and ", b.sizes());
+    TORCH_CHECK_VALUE(a.device().is_cpu() && b.device().is_cpu(),
+                      "cpu_mm: a and b must be on the CPU, got ", a.device(), " and ", b.device());
+    TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "cpu_mm: a and b must have one dtype, got ",
+                     a.scalar_type(), " and ", b.scalar_type());
+    return mlpbench::cpu::mm(a, b);
+  }, "a @ b as the CPU kernels compute their products", py::arg("a"), py::arg("b"));
   m.def("activations", &activations,
         "The activation table: name, parameters, what backward saves, cost class");
   m.def("activation_params", &activation_params,

@@ -49,17 +49,21 @@ def pieces(batch, dtype):
         for h, w, b in zip(ins, ws, bs):
             torch.addmm(b, h, w.t())
 
+    # The products as the kernels run them (MKL or oneDNN: _C.fp32_matmul).
+    mm = ops._C.cpu_mm
+
     def backward_products():
         for i, (h, w, g) in enumerate(zip(ins, ws, outs)):
-            g.t().mm(h)
+            mm(g.t(), h)
             if i:
-                g.mm(w)
+                mm(g, w)
 
     rows = {
         f"forward: the mlp op ({name})":
             lambda: torch.ops.mlpbench.mlp(x, ws, bs, "relu", "identity", P, seed, 0),
         f"forward: 4 addmm ({name})": forward_products,
         f"forward: 4 mm ({name})": lambda: [torch.mm(h, w.t()) for h, w in zip(ins, ws)],
+        f"forward: its 4 products ({name})": lambda: [mm(h, w.t()) for h, w in zip(ins, ws)],
         f"forward: 4 oneDNN linear ({name})":
             lambda: [linear(h, w, b, "none", [], "") for h, w, b in zip(ins, ws, bs)],
         f"backward: mlp_backward ({name})":

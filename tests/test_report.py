@@ -161,7 +161,7 @@ def test_interleaved_ab_prints_a_row_per_layer_and_activation():
     assert len(rows) == 4 and all(line.count(" us |") == 3 for line in rows)
 
 
-@pytest.mark.parametrize("precision, rows", [("fp32", 13), ("bf16", 15)])
+@pytest.mark.parametrize("precision, rows", [("fp32", 14), ("bf16", 16)])
 def test_mlp_breakdown_prints_every_piece_per_batch(precision, rows):
     done = _script("mlp_breakdown.py", "--batch", "2", "5", "--precision", precision,
                    "--seconds", "0.05")

@@ -1,7 +1,7 @@
 // CPU kernels of linear_act: y = dropout(act(x @ weight.T + bias)).
 //
-// Forward: the product through ATen's multi-threaded BLAS, which becomes y
-// (for bfloat16 with the bias, oneDNN's linear, rounded once), then one
+// Forward: the product (products_cpu.h: MKL or oneDNN, multi-threaded), which
+// becomes y (for bfloat16 with the bias, oneDNN's linear, rounded once), then one
 // vectorised pass over y (epilogue) that adds the bias (float32, float64),
 // saves the pre-activation when backward needs it (gelu, silu), applies the
 // activation and dropout. The pass runs flat across rows (see bias_pattern), so narrow
@@ -12,15 +12,10 @@
 // act'(saved) (over grad_y where that is the caller's scratch), in chunks of rows; each chunk also sums its columns into a
 // partial bias gradient, and the partials are added in chunk order, so
 // grad_bias does not depend on the thread count. Then the two matrix products.
-#include <ATen/Context.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/core/stack.h>
-#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -31,6 +26,7 @@
 #include <vector>
 
 #include "../layer_kernels.h"
+#include "products_cpu.h"
 #include "vec_loops.h"
 
 namespace mlpbench::cpu {
@@ -127,26 +123,6 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
   });
 }
 
-// bfloat16 x2 @ weight.T + bias, the bias in the float32 accumulation and the
-// result rounded once, as addmm gives it (the same bits): oneDNN's linear
-// (its mkldnn::_linear_pointwise op, no post-op), which takes the bias as
-// its own where addmm first copies it into the output (docs/cpu-tuning.md).
-// addmm where torch lacks that op, where the user turned oneDNN off
-// (torch.backends.mkldnn.enabled), and below AVX-512 (oneDNN's bfloat16
-// products need it; ATen's addmm then uses its own).
-at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
-  static const std::optional<c10::OperatorHandle> onednn_linear =
-      c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
-  if (!onednn_linear || !at::globalContext().userEnabledMkldnn() ||
-      simd::level() < simd::Level::Avx512) {
-    return at::addmm(bias, x2, weight.t());
-  }
-  torch::jit::Stack stack{x2, weight, bias, std::string("none"),
-                          c10::List<std::optional<at::Scalar>>(), std::string()};
-  onednn_linear->callBoxed(stack);
-  return stack[0].toTensor();
-}
-
 // y: allocated here, or the product itself where that is y's shape.
 template <typename T>
 void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Tensor& weight,
@@ -164,7 +140,7 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
   // The product lands in y itself unless it is wider than y (maxout).
   const at::Tensor acc =
-      bias_in_product ? bf16_linear(x2, weight, bias_tensor) : at::mm(x2, weight.t());
+      bias_in_product ? cpu::bf16_linear(x2, weight, bias_tensor) : cpu::mm(x2, weight.t());
   y = maxout ? new_output({call.n, out_cols}, x2.options()) : acc;
   const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
@@ -370,18 +346,21 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
                                                   const at::Tensor& grad_pre, const at::Tensor& x,
                                                   const at::Tensor& weight,
                                                   std::array<bool, 3> output_mask) {
+  const auto grad_x = [&] { return LinearActCall::shaped(cpu::mm(grad_pre, weight), x.sizes()); };
+  const auto grad_w = [&] { return cpu::mm(grad_pre.t(), call.x2); };
+  const at::Tensor none = at::empty({0}, x.options());
   const int64_t macs = call.n * grad_pre.size(1) * weight.size(1);
   if (!(output_mask[0] && output_mask[1] && products_side_by_side(macs, at::get_num_threads()))) {
-    return input_grads(call, grad_pre, x, weight, output_mask);
+    return {output_mask[0] ? grad_x() : none, output_mask[1] ? grad_w() : none};
   }
   at::Tensor gx, gw;
   at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
     at::AutoDispatchBelowADInplaceOrView guard;
     for (int64_t i = begin; i < end; ++i) {
       if (i == 0) {
-        gx = LinearActCall::shaped(at::mm(grad_pre, weight), x.sizes());
+        gx = grad_x();
       } else {
-        gw = at::mm(grad_pre.t(), call.x2);
+        gw = grad_w();
       }
     }
   });

@@ -1,0 +1,32 @@
+// The matrix products of the CPU layer kernels, and which library runs them.
+//
+// float32: ATen's mm (MKL in torch's x86 builds) or oneDNN's matmul. MKL's
+// fast kernels run on Intel CPUs only; on others (an AMD EPYC with AVX-512:
+// half MKL's time from batch 32 on, docs/cpu-tuning.md) and where torch has
+// no MKL, oneDNN is the faster for all but the smallest products, whose
+// fixed cost (about 15 us a call) it loses on. Other dtypes: ATen's mm
+// (which itself hands bfloat16 to oneDNN).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace mlpbench::cpu {
+
+// Which library runs the float32 products: "auto" (the rule above), "aten"
+// or "onednn" (where torch has it and the user left it on:
+// torch.backends.mkldnn.enabled; else ATen's).
+enum class Fp32Matmul { Auto, Aten, OneDnn };
+void set_fp32_matmul(Fp32Matmul choice);
+Fp32Matmul fp32_matmul();
+
+// a @ b for 2-D a (m, k) and b (k, n), either of them possibly transposed
+// (strided), as a fresh contiguous (m, n) tensor.
+at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
+
+// bfloat16 x2 @ weight.T + bias, the bias in the float32 accumulation and
+// the result rounded once, as addmm gives it (the same bits).
+at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias);
+
+}  // namespace mlpbench::cpu
