@@ -155,7 +155,6 @@ void cross_entropy_cpu(OpCall& c) {
       C10_AS_INTARRAYREF_SLOW(cross_entropy_loss_sizes(target, args.reduction)), logits.options());
   MLPB_DISPATCH_CPU(logits.scalar_type(), "cross_entropy_cpu", [&] {
     using T = scalar_t;
-    using S = at::opmath_type<T>;
     const T* x = logits.const_data_ptr<T>();
     double* lsep = lse.mutable_data_ptr<double>();
     // Each row's loss (0 where ignored), before the reduction.
