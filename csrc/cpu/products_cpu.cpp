@@ -15,10 +15,13 @@
 
 // oneDNN's matmul as ATen calls it for its own bfloat16 products (exported
 // by libtorch_cpu, declared in a header torch does not install): result =
-// beta * result + alpha * mat1 @ mat2, strided operands allowed.
+// beta * result + alpha * mat1 @ mat2, strided operands allowed. Weak: a
+// torch without it (or with another signature) loads us all the same, and
+// the products stay ATen's.
 namespace at::native {
 TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2,
-                             const at::Tensor& result, float beta, float alpha);
+                             const at::Tensor& result, float beta, float alpha)
+    __attribute__((weak));
 }
 
 namespace mlpbench::cpu {
@@ -30,7 +33,10 @@ std::atomic<Fp32Matmul> chosen{Fp32Matmul::Auto};
 // its fixed cost lost (256 -> 10 at batch 100: 22 against 15 us).
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 20;
 
-bool onednn_usable() { return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn(); }
+bool onednn_usable() {
+  return &at::native::mkldnn_matmul != nullptr && at::hasMKLDNN() &&
+         at::globalContext().userEnabledMkldnn();
+}
 
 bool mkl_is_fast_here() {
 #if defined(__x86_64__) || defined(__i386__)
