@@ -9,10 +9,11 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mlpbench.lecture.data import MNIST
-from mlpbench.lecture.distributed import setup, teardown
+from mlpbench.lecture.distributed import Context, setup, teardown
 from mlpbench.lecture.training import Config, train
 
 RANKS = 2
@@ -34,12 +35,14 @@ def _rank(rank, port, out, dropout):
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     context = setup("cpu")
+    finished = False
     try:
         history = train(_config(20, dropout), data=_synthetic(), progress=False, context=context)
         torch.save({"params": [p.detach() for p in history.model.parameters()],
                     "epochs": history.epochs}, out / f"rank{rank}.pt")
+        finished = True
     finally:
-        teardown(context)
+        teardown(context, finished=finished)
 
 
 def _free_port():
@@ -93,3 +96,13 @@ def test_torchrun_cli_trains_and_resumes(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "after 2 epochs" in done.stdout
+
+
+@pytest.mark.parametrize("finished, calls", [(True, ["barrier", "destroy"]), (False, ["destroy"])])
+def test_teardown_waits_for_the_peers_only_after_a_finished_run(monkeypatch, finished, calls):
+    seen = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: seen.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: seen.append("destroy"))
+    teardown(Context(rank=1, world_size=2), finished=finished)
+    assert seen == calls

@@ -75,6 +75,12 @@ def setup(device: str) -> Context:
     return Context(rank=rank, world_size=dist.get_world_size())
 
 
-def teardown(context: Context) -> None:
+def teardown(context: Context, *, finished: bool = True) -> None:
+    """Leave the process group. After a finished run, the ranks first wait for
+    each other: one leaving while a peer still talks to it (rank 0 evaluates
+    alone) can end in an abort in gloo's threads; after an error, at once,
+    since a failed peer would never arrive."""
     if context.active and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

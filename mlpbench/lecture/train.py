@@ -193,11 +193,14 @@ def _resume_conflicts(args, saved: dict) -> list:
 def main(argv=None):
     args = parse_args(argv)
     context = setup(args.device)
+    finished = False
     try:
         with stop_signals():
-            return _run(args, context)
+            result = _run(args, context)
+        finished = True
+        return result
     finally:
-        teardown(context)
+        teardown(context, finished=finished)
 
 
 def _run(args, context):
