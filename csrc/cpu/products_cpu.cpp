@@ -59,7 +59,10 @@ bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
     case Fp32Matmul::OneDnn: return true;
     case Fp32Matmul::Auto: break;
   }
-  return !mkl_is_fast_here() && m * k * n >= kOneDnnMinMacs;
+  // Measured where oneDNN has AVX-512 and MKL does not use it; on an AVX2-only
+  // CPU both run AVX2 kernels, and ATen's stays.
+  return !mkl_is_fast_here() && simd::best_level() >= simd::Level::Avx512 &&
+         m * k * n >= kOneDnnMinMacs;
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // The matrix products of the CPU layer kernels, and which library runs them.
 //
 // float32: ATen's mm (MKL in torch's x86 builds) or oneDNN's matmul. MKL's
-// fast kernels run on Intel CPUs only; on others (an AMD EPYC with AVX-512:
-// half MKL's time from batch 32 on, docs/cpu-tuning.md) and where torch has
-// no MKL, oneDNN is the faster for all but the smallest products, whose
-// fixed cost (about 15 us a call) it loses on. Other dtypes: ATen's mm
+// AVX-512 kernels run on Intel CPUs only; on other CPUs with AVX-512 (an AMD
+// EPYC: half MKL's time from batch 32 on, docs/cpu-tuning.md), and where
+// torch has no MKL, oneDNN is the faster for all but the smallest products,
+// whose fixed cost (about 15 us a call) it loses on. Other dtypes: ATen's mm
 // (which itself hands bfloat16 to oneDNN).
 #pragma once
 
