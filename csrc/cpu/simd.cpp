@@ -43,11 +43,15 @@ void scalar_words(const DropoutMask& mask, uint64_t block, int64_t blocks, uint3
 #define MLPB_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
 
 // (lo, hi) halves of the 64-bit products m * a, lane by lane (32-bit lanes).
+// One masked dword shuffle puts each result's halves in place, where a shift
+// and a blend took two instructions (the rounds: 12 instead of 16 a group).
 MLPB_AVX512 inline void mulhilo16(__m512i m, __m512i a, __m512i& lo, __m512i& hi) {
   const __m512i even = _mm512_mul_epu32(a, m);                      // lanes 0, 2, ...
   const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  // lo: even's low words stay, odd's low words (dwords 0, 2) move up a lane;
+  // hi: odd's high words stay, even's high words (dwords 1, 3) move down.
+  lo = _mm512_mask_shuffle_epi32(even, 0xAAAA, odd, static_cast<_MM_PERM_ENUM>(0xA0));
+  hi = _mm512_mask_shuffle_epi32(odd, 0x5555, even, static_cast<_MM_PERM_ENUM>(0xF5));
 }
 
 // Philox of 16 consecutive blocks, lane k = block block0 + k; the four result
