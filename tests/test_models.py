@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mlpbench.models import INITS, MLP
+from mlpbench.nn import FusedMLP
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "elu", "maxout", "gelu"])
@@ -47,3 +49,31 @@ def test_bad_arguments():
         MLP([784, 10], "relu6")
     with pytest.raises(ValueError, match="unknown init 'glorot'"):
         MLP([784, 10], init="glorot")
+
+
+@pytest.mark.parametrize("build", [
+    lambda: MLP([6, 5, 3], "tanh", fused="mlp"),
+    lambda: FusedMLP([6, 5, 3], "tanh"),
+], ids=["MLP", "FusedMLP"])
+def test_whole_mlp_reads_a_parametrized_weight_through_its_parametrization(build):
+    """The whole-MLP op reads the layers' parameters from their tables, and a
+    parametrized weight (torch.nn.utils.parametrize) has none: its value, and
+    the gradient to the original, must come through the parametrization."""
+    from torch.nn.utils import parametrize
+
+    class Double(torch.nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    torch.manual_seed(0)
+    model = build().double()
+    parametrize.register_parametrization(model.layers[0], "weight", Double())
+    x = torch.randn(4, 6, dtype=torch.float64)
+    layers = list(model.layers)
+    want = F.linear(torch.tanh(F.linear(x, layers[0].weight, layers[0].bias)), layers[1].weight,
+                    layers[1].bias)
+    torch.testing.assert_close(model(x), want)
+    model(x).sum().backward()
+    original = layers[0].parametrizations.weight.original
+    expected, = torch.autograd.grad(want.sum(), original)
+    torch.testing.assert_close(original.grad, expected)
