@@ -44,12 +44,14 @@ void check_layer_grads(const char* op, const std::string& layer, const LinearAct
                     text(saved.sym_sizes()));
 }
 
+at::Tensor aten_mm(const at::Tensor& a, const at::Tensor& b) { return at::mm(a, b); }
+
 std::pair<at::Tensor, at::Tensor> input_grads(const LinearActCall& call, const at::Tensor& grad_pre,
                                               const at::Tensor& x, const at::Tensor& weight,
-                                              std::array<bool, 3> output_mask) {
+                                              std::array<bool, 3> output_mask, Product mm) {
   const at::Tensor none = at::empty({0}, x.options());
-  return {output_mask[0] ? LinearActCall::shaped(at::mm(grad_pre, weight), x.sizes()) : none,
-          output_mask[1] ? at::mm(grad_pre.t(), call.x2) : none};
+  return {output_mask[0] ? LinearActCall::shaped(mm(grad_pre, weight), x.sizes()) : none,
+          output_mask[1] ? mm(grad_pre.t(), call.x2) : none};
 }
 
 LinearActCall linear_act_op_call(const OpCall& c, bool backward) {

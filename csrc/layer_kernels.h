@@ -109,11 +109,16 @@ void check_layer_grads(const char* op, const std::string& layer, const LinearAct
                        const at::Tensor& x, const at::Tensor* grad_y, const std::string& g,
                        const at::Tensor& saved, const std::string& s);
 
+// a @ b as a backend runs its products: aten_mm, or the CPU's choice of
+// library (cpu/products_cpu.h).
+using Product = at::Tensor (*)(const at::Tensor& a, const at::Tensor& b);
+at::Tensor aten_mm(const at::Tensor& a, const at::Tensor& b);
+
 // The end of every backward: grad_x = grad_pre @ W and grad_W = grad_pre^T @ x
 // where requested (output_mask), empty tensors otherwise.
 std::pair<at::Tensor, at::Tensor> input_grads(const LinearActCall& call, const at::Tensor& grad_pre,
                                               const at::Tensor& x, const at::Tensor& weight,
-                                              std::array<bool, 3> output_mask);
+                                              std::array<bool, 3> output_mask, Product mm);
 
 // (y, aux) of linear_act.
 using LayerForward = std::tuple<at::Tensor, at::Tensor>(const LinearActCall& call,

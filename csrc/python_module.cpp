@@ -160,6 +160,15 @@ py::list activations() {
   return out;
 }
 
+// The position of `name` in a table of names (an enum's values in order), or -1.
+template <size_t N>
+int index_of(const char* const (&names)[N], const std::string& name) {
+  for (size_t i = 0; i < N; ++i) {
+    if (name == names[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -181,11 +190,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("best_simd_level",
         [] { return kLevels[static_cast<int>(mlpbench::simd::best_level())]; });
   m.def("set_simd_level", [](const std::string& name) {
-    for (int i = 0; i < 4; ++i) {
-      if (name == kLevels[i]) {
-        mlpbench::simd::set_level(static_cast<mlpbench::simd::Level>(i));
-        return;
-      }
+    if (const int i = index_of(kLevels, name); i >= 0) {
+      return mlpbench::simd::set_level(static_cast<mlpbench::simd::Level>(i));
     }
     throw py::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
                           "or 'avx512_bf16', got '" + name + "'");
@@ -196,11 +202,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   static const char* const kMatmuls[] = {"auto", "aten", "onednn"};
   m.def("fp32_matmul", [] { return kMatmuls[static_cast<int>(mlpbench::cpu::fp32_matmul())]; });
   m.def("set_fp32_matmul", [](const std::string& name) {
-    for (int i = 0; i < 3; ++i) {
-      if (name == kMatmuls[i]) {
-        mlpbench::cpu::set_fp32_matmul(static_cast<mlpbench::cpu::Fp32Matmul>(i));
-        return;
-      }
+    if (const int i = index_of(kMatmuls, name); i >= 0) {
+      return mlpbench::cpu::set_fp32_matmul(static_cast<mlpbench::cpu::Fp32Matmul>(i));
     }
     throw py::value_error("set_fp32_matmul: name must be 'auto', 'aten' or 'onednn', got '" +
                           name + "'");

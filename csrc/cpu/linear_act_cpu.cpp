@@ -346,21 +346,18 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
                                                   const at::Tensor& grad_pre, const at::Tensor& x,
                                                   const at::Tensor& weight,
                                                   std::array<bool, 3> output_mask) {
-  const auto grad_x = [&] { return LinearActCall::shaped(cpu::mm(grad_pre, weight), x.sizes()); };
-  const auto grad_w = [&] { return cpu::mm(grad_pre.t(), call.x2); };
-  const at::Tensor none = at::empty({0}, x.options());
   const int64_t macs = call.n * grad_pre.size(1) * weight.size(1);
   if (!(output_mask[0] && output_mask[1] && products_side_by_side(macs, at::get_num_threads()))) {
-    return {output_mask[0] ? grad_x() : none, output_mask[1] ? grad_w() : none};
+    return input_grads(call, grad_pre, x, weight, output_mask, &cpu::mm);
   }
   at::Tensor gx, gw;
   at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
     at::AutoDispatchBelowADInplaceOrView guard;
     for (int64_t i = begin; i < end; ++i) {
       if (i == 0) {
-        gx = grad_x();
+        gx = LinearActCall::shaped(cpu::mm(grad_pre, weight), x.sizes());
       } else {
-        gw = grad_w();
+        gw = cpu::mm(grad_pre.t(), call.x2);
       }
     }
   });

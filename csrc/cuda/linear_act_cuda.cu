@@ -320,7 +320,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_act_backward(
       });
     });
   }
-  auto [gx, gw] = input_grads(call, gp, x, weight, output_mask);
+  auto [gx, gw] = input_grads(call, gp, x, weight, output_mask, &aten_mm);
   return {gx, gw, gbias};
 }
 
