@@ -222,15 +222,12 @@ template <int W> inline VFloatT<W> newton_recip(VFloatT<W> x, VFloatT<W> r) {
   return r + r * (VFloatT<W>(1.0f) - x * r);
 }
 
-// 1 / x for finite x whose reciprocal is a normal float: three Newton steps
-// (six multiply-adds) from a bit-trick first guess instead of a vector
-// division, a slow, long-latency instruction; within the tests' tolerance
-// above. (The bit trick's guess is only good in the normal range.)
-template <int W> inline VFloatT<W> m_recip_finite(VFloatT<W> x) {
-  VFloatT<W> r = from_bits<W>(0x7EF311C3 - to_bits(x));
-  for (int step = 0; step < 3; ++step) r = newton_recip(x, r);
-  return r;
-}
+// 1 / x for finite x whose reciprocal is a normal float. A vector division:
+// its own unit computes it beside the multiply-adds, which are what bound the
+// activations' loops, so it costs less than a reciprocal estimate and Newton
+// steps on the multiply-add pipes (docs/cpu-tuning.md), and it rounds
+// correctly. (The AVX-512 build keeps vrcp14ps and one step: below.)
+template <int W> inline VFloatT<W> m_recip_finite(VFloatT<W> x) { return VFloatT<W>(1.0f) / x; }
 
 #ifdef MLPB_SIMD_DISPATCH
 // AVX-512 overloads for the 16-lane vector, which only the AVX-512 build
@@ -276,25 +273,22 @@ MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, 
   return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_scalef_ps(0xFFFF, (__m512)a.v, (__m512)nf.v));
 }
 
-// vrcp14ps gives 14 bits, one Newton step the rest.
+// vrcp14ps gives 14 bits, one Newton step the rest. (Not the division the
+// other builds use: Intel's 512-bit division has half the 256-bit one's
+// throughput, and would bound the loops there.)
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip_finite(VFloatT<16> x) {
   return newton_recip(x, VFloatT<16>((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v)));
 }
 
 // AVX2 overloads for the 8-lane vector, which only the AVX2 build uses
 // (run_avx2 inlines them): vminps/vmaxps cap in one instruction where a
-// comparison and a blend take two, and vrcpps's 12 bits of 1 / x take two
-// Newton steps where the bit trick's guess takes three.
+// comparison and a blend take two.
 #define MLPB_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
 MLPB_TARGET_AVX2 inline VFloatT<8> cap_above(VFloatT<8> x, float hi) {
   return VFloatT<8>((VecTypes<8>::F)_mm256_min_ps(_mm256_set1_ps(hi), (__m256)x.v));
 }
 MLPB_TARGET_AVX2 inline VFloatT<8> cap_below(VFloatT<8> x, float lo) {
   return VFloatT<8>((VecTypes<8>::F)_mm256_max_ps(_mm256_set1_ps(lo), (__m256)x.v));
-}
-MLPB_TARGET_AVX2 inline VFloatT<8> m_recip_finite(VFloatT<8> x) {
-  const VFloatT<8> r((VecTypes<8>::F)_mm256_rcp_ps((__m256)x.v));
-  return newton_recip(x, newton_recip(x, r));
 }
 #endif
 
