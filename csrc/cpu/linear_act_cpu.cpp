@@ -302,11 +302,48 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
 // error is carried in comp and taken back, so a chunk's sum is within an ulp
 // or two however many rows it holds; a plain running sum over a chunk's 64
 // rows was at times 3-4x further off than stock's bias gradient.
+//
+// Where a row is a whole number of vectors, the columns go by in blocks of
+// B vectors instead, each block's sums and compensations held in registers
+// while the rows go by (column_block_sums): the same additions in the same
+// order, without the flat walk's loads and stores of acc and comp for every
+// vector, which made the bias gradient cost half as much as grad_pre's pass.
+template <int64_t B, typename P, typename T>
+void column_block_sums(const T* rows, int64_t n, int64_t cols, typename P::Scalar* sum) {
+  using A = Pack<typename P::Scalar, typename P::Lanes>;  // the accumulator's
+  using V = typename A::V;
+  constexpr int64_t W = P::kWidth;
+  V acc[B], comp[B];
+  for (int64_t b = 0; b < B; ++b) acc[b] = comp[b] = V(typename P::Scalar(0));
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < B; ++b) {
+      const V y = P::load(rows + r * cols + b * W, W) - comp[b];
+      const V t = acc[b] + y;
+      comp[b] = (t - acc[b]) - y;
+      acc[b] = t;
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) A::store(sum + b * W, acc[b] - comp[b], W);
+}
+
+// Four vectors' sums and compensations: eight registers of sixteen (AVX2).
+constexpr int64_t kSumBlock = 4;
+
 template <typename P, typename T>
 void column_sums(const T* rows, int64_t count, int64_t cols, typename P::Scalar* sum) {
   using S = typename P::Scalar;
   using A = Pack<S, typename P::Lanes>;  // the accumulator's
   using V = typename A::V;
+  constexpr int64_t W = P::kWidth;
+  if (cols % W == 0) {
+    const int64_t n = count / cols;
+    int64_t j = 0;
+    for (; j + kSumBlock * W <= cols; j += kSumBlock * W) {
+      column_block_sums<kSumBlock, P>(rows + j, n, cols, sum + j);
+    }
+    for (; j < cols; j += W) column_block_sums<1, P>(rows + j, n, cols, sum + j);
+    return;
+  }
   std::vector<S> acc(cols + P::kWidth, S(0)), comp(cols + P::kWidth, S(0));
   int64_t q = 0;
   for (int64_t e = 0; e < count; e += P::kWidth) {
