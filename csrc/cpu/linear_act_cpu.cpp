@@ -295,6 +295,15 @@ void maxout_grad_row(const DropoutMask* mask, uint64_t row_start, int64_t out_co
   }
 }
 
+// acc += x, compensated: comp holds the rounding error of the last addition,
+// taken back from the next.
+template <typename V> inline void kahan_add(V& acc, V& comp, V x) {
+  const V y = x - comp;
+  const V t = acc + y;
+  comp = (t - acc) - y;
+  acc = t;
+}
+
 // sum[j] = the sum of column j of the (count / cols, cols) row-major rows, in
 // P's Scalar (float for bfloat16 rows). Runs flat, each vector added at its
 // column into acc, which wraps past the row's end (bias_pattern's layout) and
@@ -316,12 +325,7 @@ void column_block_sums(const T* rows, int64_t n, int64_t cols, typename P::Scala
   V acc[B], comp[B];
   for (int64_t b = 0; b < B; ++b) acc[b] = comp[b] = V(typename P::Scalar(0));
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t b = 0; b < B; ++b) {
-      const V y = P::load(rows + r * cols + b * W, W) - comp[b];
-      const V t = acc[b] + y;
-      comp[b] = (t - acc[b]) - y;
-      acc[b] = t;
-    }
+    for (int64_t b = 0; b < B; ++b) kahan_add(acc[b], comp[b], P::load(rows + r * cols + b * W, W));
   }
   for (int64_t b = 0; b < B; ++b) A::store(sum + b * W, acc[b] - comp[b], W);
 }
@@ -348,11 +352,10 @@ void column_sums(const T* rows, int64_t count, int64_t cols, typename P::Scalar*
   int64_t q = 0;
   for (int64_t e = 0; e < count; e += P::kWidth) {
     const int64_t m = std::min(P::kWidth, count - e);
-    const V a = A::load(acc.data() + q, P::kWidth);
-    const V y = P::load(rows + e, m) - A::load(comp.data() + q, P::kWidth);
-    const V t = a + y;
-    A::store(comp.data() + q, (t - a) - y, P::kWidth);
-    A::store(acc.data() + q, t, P::kWidth);
+    V a = A::load(acc.data() + q, P::kWidth), c = A::load(comp.data() + q, P::kWidth);
+    kahan_add(a, c, P::load(rows + e, m));
+    A::store(comp.data() + q, c, P::kWidth);
+    A::store(acc.data() + q, a, P::kWidth);
     q = next_column(q, P::kWidth, cols);
   }
   for (int64_t j = 0; j < cols; ++j) sum[j] = acc[j] - comp[j];
