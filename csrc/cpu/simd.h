@@ -274,8 +274,8 @@ MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, 
 }
 
 // vrcp14ps gives 14 bits, one Newton step the rest. (Not the division the
-// other builds use: Intel's 512-bit division has half the 256-bit one's
-// throughput, and would bound the loops there.)
+// other builds use: Intel's 512-bit division takes about ten cycles a vector
+// and bounds sigmoid's loop there, measured in docs/cpu-tuning.md.)
 MLPB_TARGET_AVX512 inline VFloatT<16> m_recip_finite(VFloatT<16> x) {
   return newton_recip(x, VFloatT<16>((VecTypes<16>::F)_mm512_maskz_rcp14_ps(0xFFFF, (__m512)x.v)));
 }
