@@ -139,8 +139,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const bool bias_in_product = bias_tensor.defined() && std::is_same_v<T, c10::BFloat16>;
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
   // The product lands in y itself unless it is wider than y (maxout).
-  const at::Tensor acc =
-      bias_in_product ? cpu::bf16_linear(x2, weight, bias_tensor) : cpu::mm(x2, weight.t());
+  const at::Tensor acc = std::is_same_v<T, c10::BFloat16>
+                             ? cpu::bf16_linear(x2, weight, bias_tensor)
+                             : cpu::mm(x2, weight.t());
   y = maxout ? new_output({call.n, out_cols}, x2.options()) : acc;
   const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();

@@ -2,14 +2,18 @@
 #include "products_cpu.h"
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <optional>
+#include <vector>
 
 #include "simd.h"
 
@@ -77,12 +81,111 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
   return out;
 }
 
+namespace {
+
+// The sum of v's lanes, pairwise (the same order whatever the thread count).
+template <int W> float lane_sum(simd::VFloatT<W> v) {
+  float t[W];
+  std::memcpy(t, &v.v, sizeof t);
+  for (int half = W / 2; half > 0; half /= 2) {
+    for (int i = 0; i < half; ++i) t[i] += t[i + half];
+  }
+  return t[0];
+}
+
+// y[r, j] = bf16(x[r] . w[j] + bias[j]) for NR rows of x (float32, k wide)
+// and the NJ outputs from j: NR * NJ independent sums in float32 vectors
+// (one sum alone would wait on each multiply-add's latency), each weight
+// vector loaded once for the NR rows; the bias joins the sum and the result
+// is rounded once, as oneDNN's linear rounds it.
+template <int NR, int NJ, typename L>
+void dot_block(const float* x, const uint16_t* w, const c10::BFloat16* bias, int64_t k,
+               int64_t j, c10::BFloat16* y, int64_t n_out) {
+  using V = simd::VFloatT<L::kWidth>;
+  constexpr int64_t kW = L::kWidth;
+  V acc[NR][NJ];
+  for (int r = 0; r < NR; ++r) {
+    for (int q = 0; q < NJ; ++q) acc[r][q] = V(0.0f);
+  }
+  const auto step = [&](int64_t i, int64_t m) {
+    V wv[NJ];
+    for (int q = 0; q < NJ; ++q) wv[q] = simd::bf16_load<L>(w + (j + q) * k + i, m);
+    for (int r = 0; r < NR; ++r) {
+      const V xv = simd::float_load<L>(x + r * k + i, m);
+      for (int q = 0; q < NJ; ++q) acc[r][q] += xv * wv[q];
+    }
+  };
+  int64_t i = 0;
+  for (; i + kW <= k; i += kW) step(i, kW);
+  if (i < k) step(i, std::min(kW, k - i));
+  for (int q = 0; q < NJ; ++q) {
+    const float b = bias ? static_cast<float>(bias[j + q]) : 0.0f;
+    for (int r = 0; r < NR; ++r) {
+      y[r * n_out + j + q] = c10::BFloat16(lane_sum<L::kWidth>(acc[r][q]) + b);
+    }
+  }
+}
+
+// Outputs [j0, j1) of NR rows: four at a time, then one by one.
+template <int NR, typename L>
+void dot_rows(const float* x, const uint16_t* w, const c10::BFloat16* bias, int64_t k,
+              int64_t j0, int64_t j1, c10::BFloat16* y, int64_t n_out) {
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) dot_block<NR, 4, L>(x, w, bias, k, j, y, n_out);
+  for (; j < j1; ++j) dot_block<NR, 1, L>(x, w, bias, k, j, y, n_out);
+}
+
+// Below this many rows a bf16 forward product runs as dot products here:
+// oneDNN's linear costs 25-40 us a call at batch 1 to 8 whatever the layer
+// (it prepares the weights on every call), more than the dot products of a
+// lecture layer take up to batch 4 (docs/cpu-tuning.md).
+constexpr int64_t kSmallBatchRows = 4;
+// Multiply-adds per parallel chunk of outputs: a batch-1 lecture layer
+// (200K) is not worth waking a second thread for.
+constexpr int64_t kSmallChunkMacs = int64_t{1} << 18;
+
+at::Tensor small_batch_linear(const at::Tensor& x2, const at::Tensor& weight,
+                              const at::Tensor& bias) {
+  const int64_t n = x2.size(0), k = x2.size(1), n_out = weight.size(0);
+  const at::Tensor xc = x2.contiguous(), wc = weight.contiguous();
+  at::Tensor y = at::empty({n, n_out}, x2.options());
+  // x's rows in float32 once, rather than converted again for every output.
+  std::vector<float> xf(static_cast<size_t>(n * k));
+  const c10::BFloat16* xp = xc.const_data_ptr<c10::BFloat16>();
+  for (int64_t e = 0; e < n * k; ++e) xf[e] = static_cast<float>(xp[e]);
+  const auto* wp = reinterpret_cast<const uint16_t*>(wc.const_data_ptr<c10::BFloat16>());
+  const c10::BFloat16* bp = bias.defined() ? bias.contiguous().const_data_ptr<c10::BFloat16>() : nullptr;
+  c10::BFloat16* yp = y.mutable_data_ptr<c10::BFloat16>();
+  const int64_t grain = std::max<int64_t>(1, kSmallChunkMacs / std::max<int64_t>(1, n * k));
+  at::parallel_for(0, n_out, grain, [&](int64_t j0, int64_t j1) {
+    simd::simd_dispatch([&](auto lanes) {
+      using L = decltype(lanes);
+      // Two rows at a time: 8 sums and 4 weight vectors fit AVX2's registers.
+      for (int64_t r = 0; r < n; r += 2) {
+        const float* xr = xf.data() + r * k;
+        c10::BFloat16* yr = yp + r * n_out;
+        if (n - r >= 2) {
+          dot_rows<2, L>(xr, wp, bp, k, j0, j1, yr, n_out);
+        } else {
+          dot_rows<1, L>(xr, wp, bp, k, j0, j1, yr, n_out);
+        }
+      }
+    });
+  });
+  return y;
+}
+
+}  // namespace
+
 // oneDNN's linear (its mkldnn::_linear_pointwise op, no post-op) takes the
 // bias as its own where addmm first copies it into the output
 // (docs/cpu-tuning.md). addmm where torch lacks that op, where the user
 // turned oneDNN off, and below AVX-512 (oneDNN's bfloat16 products need it;
-// ATen's addmm then uses its own).
+// ATen's addmm then uses its own). Without a bias, mm; small batches:
+// small_batch_linear.
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
+  if (x2.size(0) <= kSmallBatchRows) return small_batch_linear(x2, weight, bias);
+  if (!bias.defined()) return at::mm(x2, weight.t());
   static const std::optional<c10::OperatorHandle> onednn_linear =
       c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
   if (!onednn_linear || !at::globalContext().userEnabledMkldnn() ||

@@ -25,8 +25,10 @@ Fp32Matmul fp32_matmul();
 // (strided), as a fresh contiguous (m, n) tensor.
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 
-// bfloat16 x2 @ weight.T + bias, the bias in the float32 accumulation and
-// the result rounded once, as addmm gives it (the same bits).
+// bfloat16 x2 @ weight.T + bias (bias undefined: none), the bias in the
+// float32 accumulation and the result rounded once, as addmm rounds it:
+// oneDNN's linear (addmm's bits), and up to 4 rows dot products of our own
+// (within the float32 sums' rounding of those bits).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias);
 
 }  // namespace mlpbench::cpu
