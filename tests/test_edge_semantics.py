@@ -59,6 +59,36 @@ def test_dropout_keeps_nan_and_inf_as_stock(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relu_keeps_a_nan_product_as_stock(dtype, device):
+    """ReLU of a NaN pre-activation is NaN, as stock's relu gives it, in the
+    layer op and in the whole network for inference. (oneDNN's fused
+    Linear+ReLU, the inference peer in bench/, gives 0 there: its ReLU
+    post-op cannot stand in for the epilogue.)"""
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, device=device, dtype=dtype)
+    w = (torch.randn(256, 32, device=device) / 6).to(dtype)
+    b = torch.randn(256, device=device, dtype=dtype)
+    x[3, 7] = NAN  # row 3: NaN everywhere
+    x[5, 0] = INF  # row 5: inf * 0 = NaN where w[:, 0] is 0, else +-inf
+    w[::3, 0] = 0.0
+    want = F.relu(F.linear(x, w, b))
+    assert want.isnan().any() and want.isinf().any()
+    got = ops.linear_act(x, w, b, "relu")
+    assert torch.equal(got.isnan(), want.isnan())
+    torch.testing.assert_close(got.nan_to_num(7.0), want.nan_to_num(7.0))
+
+    torch.manual_seed(0)
+    stock = MLP([32, 256, 256, 10], "relu", fused=False).to(device, dtype).eval()
+    fused = MLP([32, 256, 256, 10], "relu", fused="mlp").to(device, dtype).eval()
+    fused.load_state_dict(stock.state_dict())
+    with torch.inference_mode():
+        hidden_stock, hidden_fused = stock.layers[0](x), fused.layers[0](x)
+        assert torch.equal(hidden_fused.isnan(), F.relu(hidden_stock).isnan())
+        assert torch.equal(fused(x).isnan(), stock(x).isnan()) and fused(x)[3].isnan().all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "gelu"])
 def test_gradient_at_nan_pre_activation_as_stock(name, device):
     """relu and elu pass the gradient at a NaN (stock's threshold_backward and
