@@ -154,7 +154,8 @@ at::Tensor small_batch_linear(const at::Tensor& x2, const at::Tensor& weight,
   const c10::BFloat16* xp = xc.const_data_ptr<c10::BFloat16>();
   for (int64_t e = 0; e < n * k; ++e) xf[e] = static_cast<float>(xp[e]);
   const auto* wp = reinterpret_cast<const uint16_t*>(wc.const_data_ptr<c10::BFloat16>());
-  const c10::BFloat16* bp = bias.defined() ? bias.contiguous().const_data_ptr<c10::BFloat16>() : nullptr;
+  const at::Tensor bc = bias.defined() ? bias.contiguous() : at::Tensor();
+  const c10::BFloat16* bp = bc.defined() ? bc.const_data_ptr<c10::BFloat16>() : nullptr;
   c10::BFloat16* yp = y.mutable_data_ptr<c10::BFloat16>();
   const int64_t grain = std::max<int64_t>(1, kSmallChunkMacs / std::max<int64_t>(1, n * k));
   at::parallel_for(0, n_out, grain, [&](int64_t j0, int64_t j1) {
