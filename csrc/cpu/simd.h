@@ -263,10 +263,10 @@ MLPB_TARGET_AVX512 inline VFloatT<16> mul_where(Mask<16> c, VFloatT<16> a, VFloa
 }
 // vminps/vmaxps return their second operand when either is NaN: x goes second.
 MLPB_TARGET_AVX512 inline VFloatT<16> cap_above(VFloatT<16> x, float hi) {
-  return VFloatT<16>((VecTypes<16>::F)_mm512_min_ps(_mm512_set1_ps(hi), (__m512)x.v));
+  return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_min_ps(0xFFFF, _mm512_set1_ps(hi), (__m512)x.v));
 }
 MLPB_TARGET_AVX512 inline VFloatT<16> cap_below(VFloatT<16> x, float lo) {
-  return VFloatT<16>((VecTypes<16>::F)_mm512_max_ps(_mm512_set1_ps(lo), (__m512)x.v));
+  return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_max_ps(0xFFFF, _mm512_set1_ps(lo), (__m512)x.v));
 }
 
 MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, IntV<16>) {
@@ -457,7 +457,7 @@ MLPB_TARGET_AVX512 inline __mmask16 first_lanes(int64_t count) {
 MLPB_TARGET_AVX512 inline VFloatT<16> bf16_load_avx512(const uint16_t* p, int64_t count) {
   const __m256i h = _mm256_maskz_loadu_epi16(first_lanes(count), p);
   return VFloatT<16>((VecTypes<16>::F)_mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+      _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, h), 16)));
 }
 
 MLPB_TARGET_AVX512 inline void bf16_store_avx512(uint16_t* p, VFloatT<16> v, int64_t count) {
