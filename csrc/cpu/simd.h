@@ -129,6 +129,16 @@ template <int W> inline VFloatT<W> from_bits(IntV<W> bits) {
 }
 template <int W> inline IntV<W> to_bits(VFloatT<W> x) { return (IntV<W>)x.v; }
 
+// Where x's sign bit is set (x < 0, -0 and negative NaNs): the sign bit is
+// the mask, where x < 0 takes a comparison first (AVX2's vblendvps reads only
+// the sign bits, so the shift goes too). For the callers whose two branches
+// agree at -0 and NaN.
+template <int W> inline Mask<W> sign_set(VFloatT<W> x) { return {to_bits(x) >> 31}; }
+
+// 2^-64: exponentials that may fall below float's normal range are kept
+// scaled by 2^64 until their last multiplication (exp_neg_abs_2p64, exp_scaled).
+constexpr float kTwoPowMinus64 = 5.42101086242752217e-20f;
+
 // 2^k for integer k in [-126, 127], built from the exponent bits.
 template <int W> inline VFloatT<W> pow2(IntV<W> k) { return from_bits<W>((k + 127) << 23); }
 
@@ -193,6 +203,17 @@ template <int W> inline VFloatT<W> scale_pow2(VFloatT<W> a, VFloatT<W> /*nf*/, I
   return a * pow2<W>(half) * pow2<W>(n - half);
 }
 
+// p 2^n for integer n in [-152, 0] (normcdf_tail's), in the form each build
+// multiplies fastest, times kExpScale<W>: the x86-64 and AVX2 builds return
+// p 2^(n + 64), a normal float (one multiplication, where 2^n below 2^-126
+// takes two factors: scale_pow2), and the caller folds kExpScale = 2^-64 into
+// the factors it multiplies the result by; AVX-512's vscalefps gives p 2^n
+// itself, denormal or not (kExpScale<16> = 1, below).
+template <int W> constexpr float kExpScale = kTwoPowMinus64;
+template <int W> inline VFloatT<W> exp_scaled(VFloatT<W> p, VFloatT<W> /*nf*/, IntV<W> n) {
+  return p * pow2<W>(n + 64);
+}
+
 template <int W> inline VFloatT<W> m_exp(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   IntV<W> n;
@@ -253,6 +274,9 @@ MLPB_TARGET_AVX512 inline Mask<16> operator<(VFloatT<16> a, VFloatT<16> b) {
 MLPB_TARGET_AVX512 inline Mask<16> operator<=(VFloatT<16> a, VFloatT<16> b) {
   return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LE_OQ)};
 }
+MLPB_TARGET_AVX512 inline Mask<16> sign_set(VFloatT<16> x) {
+  return {_mm512_movepi32_mask(_mm512_castps_si512((__m512)x.v))};
+}
 MLPB_TARGET_AVX512 inline VFloatT<16> m_select(Mask<16> c, VFloatT<16> a, VFloatT<16> b) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_mask_blend_ps(c.k, (__m512)b.v, (__m512)a.v));
 }
@@ -271,6 +295,10 @@ MLPB_TARGET_AVX512 inline VFloatT<16> cap_below(VFloatT<16> x, float lo) {
 
 MLPB_TARGET_AVX512 inline VFloatT<16> scale_pow2(VFloatT<16> a, VFloatT<16> nf, IntV<16>) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_maskz_scalef_ps(0xFFFF, (__m512)a.v, (__m512)nf.v));
+}
+template <> constexpr float kExpScale<16> = 1.0f;
+MLPB_TARGET_AVX512 inline VFloatT<16> exp_scaled(VFloatT<16> p, VFloatT<16> nf, IntV<16> n) {
+  return scale_pow2(p, nf, n);
 }
 
 // vrcp14ps gives 14 bits, one Newton step the rest. (Not the division the
@@ -340,19 +368,23 @@ inline VFloatT<W> normcdf_tail(VFloatT<W> x, VFloatT<W>* pdf) {
       2.696695605e-05f, 2.363079976e-01f, 2.437144873e-01f, 1.767128916e-01f,
       3.156755611e-01f, -2.054332023e-01f, 5.123614399e-01f, -3.579729699e-01f,
       7.860686973e-02f};
-  VFloat half_r(0.5f * kR[8]);  // R / 2: erfc / 2 is what Phi needs
-  for (int i = 7; i >= 0; --i) half_r = half_r * t + VFloat(0.5f * kR[i]);
+  // exp(-x^2 / 2) / kExpScale (exp_scaled); the scale is folded into the
+  // factors it meets: R / 2 (erfc / 2 is what Phi needs) and the density's
+  // 1 / sqrt(2 pi).
   IntV<W> n;
   VFloat nf;
   const VFloat r = exp_range(-(z * z), n, nf);
-  const VFloat e = scale_pow2(exp_reduced(r), nf, n);  // exp(-x^2 / 2)
-  if (pdf) *pdf = e * VFloat(0.39894228040143267794f);
+  const VFloat e = exp_scaled(exp_reduced(r), nf, n);
+  constexpr float kHalf = 0.5f * kExpScale<W>;
+  VFloat half_r(kHalf * kR[8]);
+  for (int i = 7; i >= 0; --i) half_r = half_r * t + VFloat(kHalf * kR[i]);
+  if (pdf) *pdf = e * VFloat(0.39894228040143267794f * kExpScale<W>);
   return e * half_r;
 }
 
 template <int W> inline VFloatT<W> m_normcdf_pdf(VFloatT<W> x, VFloatT<W>& pdf) {
   const VFloatT<W> tail = normcdf_tail(x, &pdf);
-  return m_select(x < VFloatT<W>(0.0f), tail, VFloatT<W>(1.0f) - tail);
+  return m_select(sign_set(x), tail, VFloatT<W>(1.0f) - tail);
 }
 
 // GELU, x Phi(x): x - |x| tail, one multiply-add, and for x < 0 x tail
@@ -361,7 +393,7 @@ template <int W> inline VFloatT<W> m_normcdf_pdf(VFloatT<W> x, VFloatT<W>& pdf) 
 template <int W> inline VFloatT<W> m_gelu(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat tail = normcdf_tail<W>(x, nullptr);
-  return mul_where(x < VFloat(0.0f), x, tail, x - cap_above(abs(x), kNormcdfCap) * tail);
+  return mul_where(sign_set(x), x, tail, x - cap_above(abs(x), kNormcdfCap) * tail);
 }
 
 // Sigmoid and SiLU from e = exp(-|x|) <= 1, which cannot overflow: sigmoid
@@ -382,17 +414,17 @@ template <int W> inline VFloatT<W> exp_neg_abs_2p64(VFloatT<W> x) {
 template <int W> inline VFloatT<W> m_sigmoid(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat e64 = exp_neg_abs_2p64(x);
-  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
+  const VFloat scale(kTwoPowMinus64);
   const VFloat r = m_recip_finite(VFloat(1.0f) + e64 * scale);
-  return mul_where(x < VFloat(0.0f), e64 * r, scale, r);
+  return mul_where(sign_set(x), e64 * r, scale, r);
 }
 
 template <int W> inline VFloatT<W> m_silu(VFloatT<W> x) {
   using VFloat = VFloatT<W>;
   const VFloat e64 = exp_neg_abs_2p64(x);
-  const VFloat scale(5.42101086242752217e-20f);  // 2^-64
+  const VFloat scale(kTwoPowMinus64);
   const VFloat r = m_recip_finite(VFloat(1.0f) + e64 * scale);
-  return m_select(x < VFloat(0.0f), ((x * e64) * r) * scale, x * r);
+  return m_select(sign_set(x), ((x * e64) * r) * scale, x * r);
 }
 
 // ---- dropout words ----
