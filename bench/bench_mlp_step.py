@@ -11,7 +11,9 @@ groups, as the fused kernels run them: conftest.product; plus one Adam pass
 in the step), stock eager, torch.compile of stock
 (and on CUDA with mode="reduce-overhead": CUDA graphs), fused per layer, and
 fused whole-MLP (the default `fused`). The fused rows take the loss from
-mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does; the
+mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does, and
+their training step's backward from mlpbench.nn.cross_entropy_backward, as it
+does too (for the whole-MLP row: the ops alone, no autograd graph); the
 others from F.cross_entropy. In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEVICES, product, skip_unless_compiled, smoke
+from mlpbench import nn as mnn
 from mlpbench import ops
 from mlpbench.models import MLP
 
@@ -94,7 +97,11 @@ def _call(row, device, x, y, step, bf16):
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        loss().backward()
+        if row.startswith("fused"):
+            with context():
+                mnn.cross_entropy_backward(forward, x, y)
+        else:
+            loss().backward()
         opt.step()
 
     return train_step

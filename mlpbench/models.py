@@ -120,5 +120,10 @@ class MLP(nn.Module):
                 h = self.drops[i](h)
         return h
 
+    def whole_mlp_layers(self):
+        """The layers forward runs as one whole-MLP op (fused="mlp"), else None
+        (nn.cross_entropy_backward)."""
+        return self.layers if self.fused == "mlp" else None
+
     def extra_repr(self) -> str:
         return f"fused={self.fused!r}"

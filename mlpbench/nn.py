@@ -7,7 +7,8 @@ from torch import nn
 
 from . import ops
 
-__all__ = ["INITS", "FusedDropout", "FusedLinear", "FusedMLP", "init_linear_", "mlp_forward"]
+__all__ = ["INITS", "FusedDropout", "FusedLinear", "FusedMLP", "cross_entropy_backward",
+           "init_linear_", "mlp_forward"]
 
 INITS = ("default", "zeros", "normal", "xavier", "xavier_normal", "he", "he_fan_out")
 
@@ -165,5 +166,81 @@ class FusedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mlp_forward(self.layers, x, dropout=self.dropout, training=self.training)
 
+    def whole_mlp_layers(self):
+        """The layers that forward runs as one whole-MLP op (cross_entropy_backward)."""
+        return self.layers
+
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, activation={self.activation!r}, dropout={self.dropout}"
+
+
+def _whole_mlp_layers(model):
+    """The model's layers when its forward is exactly one whole-MLP op
+    (whole_mlp_layers, defined by FusedMLP and models.MLP), else None."""
+    for cls in type(model).__mro__:
+        if "whole_mlp_layers" in cls.__dict__:
+            # A subclass with a forward of its own may do more than the op.
+            return model.whole_mlp_layers() if type(model).forward is cls.forward else None
+    return None
+
+
+def _hooked(model, params) -> bool:
+    """Whether anything would see the autograd path that the direct one skips:
+    module hooks (global ones, or on the model or any module inside it) or
+    hooks on its parameters `params`."""
+    from torch.nn.modules import module as m
+
+    if (m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
+            or m._global_backward_pre_hooks):
+        return True
+    # The module tree walked directly: model.modules() costs ~5x as much per call.
+    stack = [model]
+    while stack:
+        mod = stack.pop()
+        if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
+                or mod._backward_pre_hooks):
+            return True
+        stack.extend(child for child in mod._modules.values() if child is not None)
+    return any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params)
+
+
+def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                           ignore_index: int = -100, reduction: str = "mean"):
+    """(loss, logits), detached: the cross-entropy of model(x) against the class
+    indices `target`, with its backward run, every parameter's gradient
+    accumulated into .grad: the values of
+
+        logits = model(x); loss = ops.cross_entropy(logits, target); loss.backward()
+
+    A whole-MLP model (FusedMLP, models.MLP with fused="mlp") runs it as the
+    ops alone (ops.mlp_cross_entropy_grads), without building and walking an
+    autograd graph (at the lecture's batch of 100 on the CPU a training step
+    then takes about 0.9x the time: docs/cpu-tuning.md). Any other model, one
+    with hooks, an x that needs its own gradient, or torch.compile, goes
+    through autograd as above. The optimizer's step stays the caller's."""
+    ops.check_scalar_reduction(reduction, "cross_entropy_backward")
+    layers = _whole_mlp_layers(model)
+    weights = _parameters_of(layers, "weight") if layers is not None else []
+    biases = (_parameters_of(layers, "bias") if layers is not None and layers[0].bias is not None
+              else [])
+    params = weights + biases
+    direct = (layers is not None and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+              and isinstance(x, torch.Tensor) and not x.requires_grad
+              and all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
+              and not _hooked(model, params))
+    if not direct:
+        logits = model(x)
+        loss = ops.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+        with torch.autocast(logits.device.type, enabled=False):  # backward outside autocast
+            loss.backward()
+        return loss.detach(), logits.detach()
+    loss, logits, grad_ws, grad_bs = ops.mlp_cross_entropy_grads(
+        x, weights, biases, layers[0].spec, layers[-1].spec, target, dropout_p=model.dropout,
+        training=model.training, ignore_index=ignore_index, reduction=reduction)
+    with torch.no_grad():
+        for p, g in zip(params, grad_ws + grad_bs):
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad += g
+    return loss, logits

@@ -17,9 +17,9 @@ import torch
 from . import _C
 
 __all__ = ["ACTIVATIONS", "DEFAULTS", "PARAMS", "activation", "activation_info",
-           "activation_spec", "check_probability", "cross_entropy", "debug_poison", "draw_seed",
-           "dropout",
-           "linear_act", "linear_act_spec", "mlp", "mlp_spec", "philox4x32"]
+           "activation_spec", "check_probability", "check_scalar_reduction", "cross_entropy",
+           "debug_poison", "draw_seed", "dropout", "linear_act", "linear_act_spec", "mlp",
+           "mlp_cross_entropy_grads", "mlp_spec", "philox4x32"]
 
 # The activation table (csrc/activations.h), one dict per name: "name",
 # "params", "saves" (what backward keeps), "differentiable", "elementwise",
@@ -227,7 +227,8 @@ def _check_vmap_randomness(seed, op):
 # The direct entry points of _C (the same dispatcher call as torch.ops'
 # without its Python-side argument handling, ~5 us less per call).
 _ENTRIES = {op: _C.entry(op) for op in ("linear_act", "activation", "dropout", "mlp", "draw_seed",
-                                        "cross_entropy")}
+                                        "cross_entropy", "mlp_backward",
+                                        "cross_entropy_backward")}
 _is_compiling = torch.compiler.is_compiling
 
 
@@ -312,6 +313,56 @@ def mlp_spec(x, weights, biases, spec, output_spec, *, dropout_p=0.0, training=T
     p, seed, offset = _dropout_args(dropout_p, training, seed, offset, op, x.device)
     y, _, _ = _call("mlp", x, weights, biases, spec, output_spec, p, seed, offset)
     return y
+
+
+def check_scalar_reduction(reduction, op):
+    """A cross-entropy reduction that gives one loss to differentiate."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'mean' or 'sum' (a scalar loss), got "
+                         f"{reduction!r}")
+
+
+def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dropout_p=0.0,
+                             training=True, ignore_index=-100, reduction="mean"):
+    """(loss, logits, grad_weights, grad_biases) of cross_entropy(mlp_spec(x, ...),
+    target), computed by the ops themselves with no autograd graph: the whole
+    MLP's forward, the loss and its gradient, every layer's gradients (grad_biases
+    [] without biases). The values autograd gives for the same calls, under
+    torch.autocast too (x, weights and biases cast as the mlp op's autocast casts
+    them, the loss in float32, the gradients cast back); one seed drawn, as
+    mlp_spec draws it."""
+    op = "mlp_cross_entropy_grads"
+    x = _tensor(x, "x", op)
+    weights = _tensor_list(weights, "weights", op)
+    biases = _tensor_list(biases, "biases", op, optional=True)
+    target = _tensor(target, "target", op)
+    check_scalar_reduction(reduction, op)
+    ignore_index = _integer(ignore_index, "ignore_index", op)
+    p, seed, offset = _dropout_args(dropout_p, training, None, 0, op, x.device)
+    device = x.device.type
+    cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+    def autocast_(t):  # the mlp op's autocast cast (csrc/autocast.cpp)
+        eligible = cast is not None and t.is_floating_point() and t.dtype != torch.float64
+        return t.to(cast) if eligible and t.device.type == device else t
+
+    # (Autocast off for the calls, which get their tensors cast already; a
+    # context that costs microseconds, so only where autocast is on.)
+    no_autocast = torch.autocast(device, enabled=False) if cast else contextlib.nullcontext()
+    with torch.no_grad(), no_autocast:
+        xs, ws, bs = autocast_(x), [autocast_(w) for w in weights], [autocast_(b) for b in biases]
+        logits, hidden, aux = _call("mlp", xs, ws, bs, spec, output_spec, p, seed, offset)
+        # Cross-entropy in float32 under autocast, as its autocast kernel casts.
+        scores = logits.float() if cast is not None and logits.dtype != torch.float64 else logits
+        loss, lse = _call("cross_entropy", scores, target, ignore_index, reduction)
+        grad_scores = _call("cross_entropy_backward", torch.ones_like(loss), scores, target, lse,
+                            ignore_index, reduction)
+        _, grad_ws, grad_bs = _call("mlp_backward", grad_scores.to(logits.dtype), xs, ws, logits,
+                                    hidden, aux, bool(bs), spec, output_spec, p, seed, offset,
+                                    False)
+    grad_ws = [g.to(w.dtype) for g, w in zip(grad_ws, weights)]
+    grad_bs = [g.to(b.dtype) for g, b in zip(grad_bs, biases)]
+    return loss, logits, grad_ws, grad_bs
 
 
 def activation(x, name, *, negative_slope=_DEFAULT["negative_slope"], alpha=_DEFAULT["alpha"],

@@ -25,6 +25,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import MNIST, load_mnist, standardize
 from .distributed import Context
 from ..models import MLP
+from ..nn import cross_entropy_backward
 
 __all__ = ["Config", "History", "batch_starts", "evaluate", "make_optimizer", "make_scheduler",
            "train"]
@@ -321,18 +322,25 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
                              torch.tensor(seen, dtype=torch.float64, device=device)])
         return ctx.sum(local).tolist()
 
-    # The fused network trains with the fused loss too (the same values).
+    # The fused network trains with the fused loss too (the same values), and
+    # the whole-MLP one without an autograd graph (nn.cross_entropy_backward)
+    # unless float16's loss scaling needs one.
     loss_fn = ops.cross_entropy if config.fused else F.cross_entropy
+    direct = config.fused and not run.scaler.is_enabled()
     bar = tqdm(run.batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                disable=not (progress and ctx.is_main), file=sys.stderr)
     for step, (start, end) in enumerate(bar):
         idx = ctx.shard(order[start:end])
         xb, yb = train_x[idx], train_y[idx]
-        with autocast(config):
-            logits = run.forward(xb)
-            loss = loss_fn(logits.float(), yb)
         run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
+        if direct:
+            with autocast(config):
+                loss, logits = cross_entropy_backward(run.forward, xb, yb)
+        else:
+            with autocast(config):
+                logits = run.forward(xb)
+                loss = loss_fn(logits.float(), yb)
+            run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
         loss_sum += loss.detach() * len(idx)
