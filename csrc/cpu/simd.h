@@ -274,8 +274,10 @@ MLPB_TARGET_AVX512 inline Mask<16> operator<(VFloatT<16> a, VFloatT<16> b) {
 MLPB_TARGET_AVX512 inline Mask<16> operator<=(VFloatT<16> a, VFloatT<16> b) {
   return {_mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LE_OQ)};
 }
+// (AVX-512 compares into a mask register in one instruction: sign_set is x < 0
+// there, which its callers' branches treat alike at -0 and NaN.)
 MLPB_TARGET_AVX512 inline Mask<16> sign_set(VFloatT<16> x) {
-  return {_mm512_movepi32_mask(_mm512_castps_si512((__m512)x.v))};
+  return x < VFloatT<16>(0.0f);
 }
 MLPB_TARGET_AVX512 inline VFloatT<16> m_select(Mask<16> c, VFloatT<16> a, VFloatT<16> b) {
   return VFloatT<16>((VecTypes<16>::F)_mm512_mask_blend_ps(c.k, (__m512)b.v, (__m512)a.v));
