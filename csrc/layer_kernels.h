@@ -79,6 +79,10 @@ struct LinearActCall {
   // input gradient of the layer above), so a kernel may write grad_pre over
   // it instead of into a new buffer. Never set for a grad_y the user holds.
   bool grad_y_is_scratch = false;
+  // Forward only: the caller has proved every pre-activation finite (a bound
+  // on the layer's input and weights), so the product may apply the ReLU
+  // itself, which would turn a NaN into 0 (LayerKernels::product_relu_layers).
+  bool finite_pre = false;
 
   bool dropout() const { return args.dropout(); }
   bool saves_pre() const { return aux_of(args.spec) == Aux::Pre; }
@@ -132,9 +136,16 @@ using LayerBackward = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const LinearActCall& call, const at::Tensor& grad_y, const at::Tensor& x,
     const at::Tensor& weight, const at::Tensor& saved, std::array<bool, 3> output_mask);
 
+// How many of a chain of layers (ReLU without dropout, each taking the
+// previous one's output) have provably finite pre-activations for input x,
+// where proving it pays; 0 where it does not (LinearActCall::finite_pre).
+using FinitePreLayers = size_t(const at::Tensor& x, at::TensorList weights,
+                               at::TensorList biases);
+
 struct LayerKernels {
   LayerForward* forward;
   LayerBackward* backward;
+  FinitePreLayers* finite_pre_layers = nullptr;  // none: never proved
 };
 
 // The registered linear_act and linear_act_backward kernels of a backend:
@@ -159,6 +170,7 @@ void linear_act_backward_op(OpCall& c) {
 namespace cpu {
 LayerForward linear_act_forward;
 LayerBackward linear_act_backward;
+FinitePreLayers finite_pre_layers;  // relu_bound_cpu.cpp
 }  // namespace cpu
 
 namespace cuda {

@@ -60,12 +60,29 @@ MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
                        at::TensorList weights, at::TensorList biases, const MlpArgs& args,
                        const std::optional<at::Tensor>& seed) {
   const size_t layers = weights.size();
+  // The leading ReLU layers without dropout, whose product may apply the ReLU
+  // once their pre-activations are proved finite: proved from the first
+  // layer where the backend finds the proof worth its cost, for as many
+  // layers as it holds.
+  size_t candidates = 0;
+  while (candidates < layers) {
+    const LinearActArgs layer = args.layer(candidates, layers);
+    if (layer.spec.act != Act::Relu || layer.dropout()) break;
+    ++candidates;
+  }
+  size_t proved_until = 0;
   std::vector<at::Tensor> hidden, aux;
   at::Tensor h = x;
   for (size_t l = 0; l < layers; ++l) {
     const auto bias = bias_of(biases, l);
-    auto [y, a] = kernels.forward(layer_call(h, weights[l], args.layer(l, layers), seed), h,
-                                  weights[l], bias);
+    if (l >= proved_until && l < candidates && kernels.finite_pre_layers) {
+      const size_t chain = candidates - l;
+      proved_until = l + kernels.finite_pre_layers(h, weights.slice(l, chain),
+                                                   biases.empty() ? biases : biases.slice(l, chain));
+    }
+    LinearActCall call = layer_call(h, weights[l], args.layer(l, layers), seed);
+    call.finite_pre = l < proved_until;
+    auto [y, a] = kernels.forward(call, h, weights[l], bias);
     if (l + 1 < layers) hidden.push_back(y);
     aux.push_back(a);
     h = y;
@@ -140,7 +157,8 @@ void mlp_backward_op(OpCall& c) {
   c.returns(std::move(gx), std::move(gw), std::move(gb));
 }
 
-constexpr LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_backward};
+constexpr LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_backward,
+                                   &cpu::finite_pre_layers};
 
 }  // namespace
 

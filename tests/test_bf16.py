@@ -354,3 +354,60 @@ def test_bf16_forward_with_onednn_off_is_stocks(layers):
         got = (ops.linear_act(x, ws[0], bs[0], "identity") if layers == 1 else
                ops.mlp(x, ws, bs, "identity"))
     assert torch.equal(got, want)
+
+
+# --- ReLU inside the product ---------------------------------------------------
+# With AVX-512, from 8 rows per input feature (2048 for 256 features), a chain
+# of bf16 ReLU layers whose input is no wider than their output has oneDNN's
+# product apply the ReLU, once a bound on the input and the weights proves
+# every sum finite (csrc/cpu/relu_bound_cpu.cpp): the product's ReLU would
+# turn a NaN into 0.
+
+def _relu_net(sizes, batch):
+    g = torch.Generator().manual_seed(len(sizes) + batch)
+    x = torch.randn(batch, sizes[0], generator=g).to(BF16)
+    ws = [(torch.randn(o, i, generator=g) / i**0.5).to(BF16) for i, o in zip(sizes, sizes[1:])]
+    bs = [(torch.randn(o, generator=g) / 10).to(BF16) for o in sizes[1:]]
+    return x, ws, bs
+
+
+def _relu_per_layer(x, ws, bs):
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        x = ops.linear_act(x, w, b, "relu" if i + 1 < len(ws) else "identity")
+    return x
+
+
+@pytest.mark.parametrize("batch", [100, 2048])
+@pytest.mark.parametrize("sizes", [[256, 256, 256, 10], [784, 256, 256, 256, 10]],
+                         ids=["square", "lecture"])
+def test_relu_in_the_product_is_the_per_layer_result(sizes, batch):
+    x, ws, bs = _relu_net(sizes, batch)
+    assert torch.equal(ops.mlp(x, ws, bs, "relu", training=False), _relu_per_layer(x, ws, bs))
+
+
+def _poisoned(case):
+    """A network whose sums hold NaNs (in rows 3 of the layers below)."""
+    x, ws, bs = _relu_net([256, 256, 256, 10], 2048)
+    if case == "nan_x":
+        x[3, 5] = float("nan")
+    elif case == "inf_x":
+        x[3, 5] = float("inf")
+    elif case == "overflow":  # finite inputs whose products overflow to +inf and -inf
+        x[3, :2] = 3e38
+        ws[0][:, 0], ws[0][:, 1] = 4.0, -4.0
+    elif case == "inf_weight":  # inf * 0 where layer 0's ReLU gives 0
+        ws[1][7, 0] = float("inf")
+    return x, ws, bs
+
+
+@pytest.mark.parametrize("case", ["nan_x", "inf_x", "overflow", "inf_weight"])
+def test_relu_in_the_product_keeps_stocks_nans(case):
+    x, ws, bs = _poisoned(case)
+    want = x
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        want = F.linear(want, w, b)
+        want = torch.relu(want) if i + 1 < len(ws) else want
+    assert want.isnan().any()  # the case's premise
+    got = ops.mlp(x, ws, bs, "relu", training=False)
+    assert torch.equal(got.isnan(), want.isnan())
+    torch.testing.assert_close(got, _relu_per_layer(x, ws, bs), rtol=0, atol=0, equal_nan=True)

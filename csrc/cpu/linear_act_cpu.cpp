@@ -138,6 +138,15 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   // accumulate in their own type, so their bias joins the epilogue's pass.
   const bool bias_in_product = bias_tensor.defined() && std::is_same_v<T, c10::BFloat16>;
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
+  // bfloat16 ReLU without dropout, its pre-activation proved finite: the
+  // product applies the ReLU and there is no pass left to do.
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (call.finite_pre && spec.act == Act::Relu && !mask &&
+        cpu::bf16_linear_takes_relu(call.n, bias_tensor.defined())) {
+      y = cpu::bf16_relu_linear(x2, weight, bias_tensor);
+      return;
+    }
+  }
   // The product lands in y itself unless it is wider than y (maxout).
   const at::Tensor acc = std::is_same_v<T, c10::BFloat16>
                              ? cpu::bf16_linear(x2, weight, bias_tensor)

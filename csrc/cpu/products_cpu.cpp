@@ -178,25 +178,51 @@ at::Tensor small_batch_linear(const at::Tensor& x2, const at::Tensor& weight,
 
 }  // namespace
 
-// oneDNN's linear (its mkldnn::_linear_pointwise op, no post-op) takes the
-// bias as its own where addmm first copies it into the output
-// (docs/cpu-tuning.md). addmm where torch lacks that op, where the user
-// turned oneDNN off, and below AVX-512 (oneDNN's bfloat16 products need it;
-// ATen's addmm then uses its own). Without a bias, mm; small batches:
+namespace {
+
+// oneDNN's linear: its mkldnn::_linear_pointwise op, where torch has it.
+const std::optional<c10::OperatorHandle>& onednn_linear() {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
+  return op;
+}
+
+// Where the user left oneDNN on, from AVX-512 (oneDNN's bfloat16 products
+// need it; below, ATen's addmm uses its own).
+bool onednn_linear_usable() {
+  return onednn_linear().has_value() && at::globalContext().userEnabledMkldnn() &&
+         simd::level() >= simd::Level::Avx512;
+}
+
+at::Tensor call_onednn_linear(const at::Tensor& x2, const at::Tensor& weight,
+                              const at::Tensor& bias, const char* post_op) {
+  torch::jit::Stack stack{x2, weight, bias, std::string(post_op),
+                          c10::List<std::optional<at::Scalar>>(), std::string()};
+  onednn_linear()->callBoxed(stack);
+  return stack[0].toTensor();
+}
+
+}  // namespace
+
+// oneDNN's linear (no post-op) takes the bias as its own where addmm first
+// copies it into the output (docs/cpu-tuning.md). addmm where oneDNN's linear
+// is not usable (above). Without a bias, mm; small batches:
 // small_batch_linear.
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
   if (x2.size(0) <= kSmallBatchRows) return small_batch_linear(x2, weight, bias);
   if (!bias.defined()) return at::mm(x2, weight.t());
-  static const std::optional<c10::OperatorHandle> onednn_linear =
-      c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
-  if (!onednn_linear || !at::globalContext().userEnabledMkldnn() ||
-      simd::level() < simd::Level::Avx512) {
-    return at::addmm(bias, x2, weight.t());
-  }
-  torch::jit::Stack stack{x2, weight, bias, std::string("none"),
-                          c10::List<std::optional<at::Scalar>>(), std::string()};
-  onednn_linear->callBoxed(stack);
-  return stack[0].toTensor();
+  if (!onednn_linear_usable()) return at::addmm(bias, x2, weight.t());
+  return call_onednn_linear(x2, weight, bias, "none");
+}
+
+bool bf16_linear_takes_relu(int64_t rows, bool has_bias) {
+  return rows > kSmallBatchRows && has_bias && onednn_linear_usable();
+}
+
+at::Tensor bf16_relu_linear(const at::Tensor& x2, const at::Tensor& weight,
+                            const at::Tensor& bias) {
+  TORCH_INTERNAL_ASSERT(bf16_linear_takes_relu(x2.size(0), bias.defined()));
+  return call_onednn_linear(x2, weight, bias, "relu");
 }
 
 }  // namespace mlpbench::cpu

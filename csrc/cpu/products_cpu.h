@@ -31,4 +31,16 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 // (within the float32 sums' rounding of those bits).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias);
 
+// Whether bf16_relu_linear runs for `rows` rows: where bf16_linear is
+// oneDNN's linear (which needs a bias).
+bool bf16_linear_takes_relu(int64_t rows, bool has_bias);
+
+// relu(bf16_linear(x2, weight, bias)) in the product itself (oneDNN's ReLU
+// post-op, applied to the float32 sums before their rounding: the same
+// bits, as ReLU commutes with rounding), except that the post-op maps a NaN
+// sum to 0 where stock's relu keeps it: for callers that have proved every
+// sum finite (relu_bound_cpu.cpp). Only where bf16_linear_takes_relu.
+at::Tensor bf16_relu_linear(const at::Tensor& x2, const at::Tensor& weight,
+                            const at::Tensor& bias);
+
 }  // namespace mlpbench::cpu
