@@ -99,15 +99,22 @@ class FusedDropout(nn.Module):
         return f"p={self.p}"
 
 
-def _parameters_of(layers, name):
-    """Each layer's parameter `name`, read from the module's own table: on
-    this per-call path, attribute access through nn.Module.__getattr__ cost
-    7x as much (4.4 against 0.6 us for the lecture network's eight). A
-    parametrized one has no entry there and comes through its attribute.
-    (torch.compile traces the plain attribute, which its graph needs.)"""
+def _modules_of(layers):
+    """The layers as a list, read from a ModuleList's own table: on this
+    per-call path, indexing a ModuleList and attribute access through
+    nn.Module.__getattr__ cost several times as much (torch.compile traces
+    the plain access, which its graph needs)."""
+    if torch.compiler.is_compiling() or not isinstance(layers, nn.ModuleList):
+        return layers
+    return list(layers._modules.values())
+
+
+def _parameters_of(modules, name):
+    """Each module's parameter `name`, from the module's own table where it
+    has one (a parametrized one has no entry there and comes through its
+    attribute; so does everything under torch.compile)."""
     if torch.compiler.is_compiling():
-        return [getattr(m, name) for m in layers]
-    modules = layers._modules.values() if isinstance(layers, nn.ModuleList) else layers
+        return [getattr(m, name) for m in modules]
     found = []
     for m in modules:
         p = m._parameters.get(name)
@@ -119,10 +126,11 @@ def mlp_forward(layers, x, *, dropout: float, training: bool, seed=None, offset:
     """The whole-MLP op over a list of FusedLinear layers (their weights,
     biases and activations: hidden ones alike, the last one the output's);
     dropout after every hidden layer."""
-    first, last = layers[0], layers[-1]
-    return ops.mlp_spec(x, _parameters_of(layers, "weight"),
-                        _parameters_of(layers, "bias") if first.bias is not None else None,
-                        first.spec, last.spec, dropout_p=dropout, training=training, seed=seed,
+    modules = _modules_of(layers)
+    biases = _parameters_of(modules, "bias")
+    return ops.mlp_spec(x, _parameters_of(modules, "weight"),
+                        biases if biases[0] is not None else None, modules[0].spec,
+                        modules[-1].spec, dropout_p=dropout, training=training, seed=seed,
                         offset=offset)
 
 
@@ -220,9 +228,10 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
     through autograd as above. The optimizer's step stays the caller's."""
     ops.check_scalar_reduction(reduction, "cross_entropy_backward")
     layers = _whole_mlp_layers(model)
-    weights = _parameters_of(layers, "weight") if layers is not None else []
-    biases = (_parameters_of(layers, "bias") if layers is not None and layers[0].bias is not None
-              else [])
+    modules = _modules_of(layers) if layers is not None else []
+    weights = _parameters_of(modules, "weight")
+    biases = _parameters_of(modules, "bias")
+    biases = biases if biases and biases[0] is not None else []
     params = weights + biases
     direct = (layers is not None and torch.is_grad_enabled() and not torch.compiler.is_compiling()
               and isinstance(x, torch.Tensor) and not x.requires_grad
@@ -235,7 +244,7 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
             loss.backward()
         return loss.detach(), logits.detach()
     loss, logits, grad_ws, grad_bs = ops.mlp_cross_entropy_grads(
-        x, weights, biases, layers[0].spec, layers[-1].spec, target, dropout_p=model.dropout,
+        x, weights, biases, modules[0].spec, modules[-1].spec, target, dropout_p=model.dropout,
         training=model.training, ignore_index=ignore_index, reduction=reduction)
     with torch.no_grad():
         for p, g in zip(params, grad_ws + grad_bs):

@@ -280,8 +280,9 @@ def _tensor_list(values, name, op, optional=False):
         expected = "a list of tensors" + (" or None" if optional else "")
         raise TypeError(f"{op}: {name} must be {expected}, got {type(values).__name__}")
     for i, value in enumerate(values):
-        _tensor(value, f"{name}[{i}]", op)
-    return list(values)
+        if not isinstance(value, torch.Tensor):  # the name formatted only for the error
+            _tensor(value, f"{name}[{i}]", op)
+    return values if type(values) is list else list(values)
 
 
 def mlp(x, weights, biases=None, activation="relu", *,
