@@ -81,7 +81,7 @@ struct LinearActCall {
   bool grad_y_is_scratch = false;
   // Forward only: the caller has proved every pre-activation finite (a bound
   // on the layer's input and weights), so the product may apply the ReLU
-  // itself, which would turn a NaN into 0 (LayerKernels::product_relu_layers).
+  // itself, which would turn a NaN into 0 (LayerKernels::finite_pre_layers).
   bool finite_pre = false;
 
   bool dropout() const { return args.dropout(); }

@@ -30,7 +30,7 @@ constexpr float kBoundLimit = 1.2676506e30f;
 // the bound's own (each a factor below e for widths under 2^24), and the
 // output's rounding to bfloat16.
 constexpr float kSlack = 8.0f;
-constexpr int64_t kMaxWidth = int64_t{1} << 24;
+constexpr int64_t kMaxInFeatures = int64_t{1} << 24;
 // Elements per parallel chunk of x's read: a second thread's wake-up costs
 // more than a smaller read (the weights are read by one thread).
 constexpr int64_t kGrainElements = int64_t{1} << 20;
@@ -118,7 +118,7 @@ size_t finite_pre_layers(const at::Tensor& x, at::TensorList weights, at::Tensor
   if (x_bits >= 0x7F80) return 0;  // an infinity or NaN
   float bound = bf16_value(x_bits);
   for (size_t l = 0; l < weights.size(); ++l) {
-    if (weights[l].size(1) >= kMaxWidth) return l;
+    if (weights[l].size(1) >= kMaxInFeatures) return l;
     bound = kSlack * layer_bound(weights[l], biases[l], bound);
     if (!(bound <= kBoundLimit)) return l;
   }
