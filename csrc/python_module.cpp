@@ -196,6 +196,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     throw py::value_error("set_simd_level: level must be 'baseline', 'avx2', 'avx512' "
                           "or 'avx512_bf16', got '" + name + "'");
   }, "Run the CPU kernels with at most this instruction set", py::arg("level"));
+  // Whether the bf16 forward products can run on AMX tiles (at the
+  // avx512_bf16 level, products_cpu.h); tests skip their AMX cases without.
+  m.def("has_amx_bf16", &mlpbench::cpu::amx_bf16_available,
+        "Whether this CPU has AMX-BF16 and this process may use its tiles");
   // Which library runs the CPU kernels' float32 products (products_cpu.h);
   // tests and benchmarks set it, cpu_mm times the products as the kernels
   // run them (the benchmarks' floor).

@@ -385,9 +385,9 @@ def test_relu_in_the_product_is_the_per_layer_result(sizes, batch):
     assert torch.equal(ops.mlp(x, ws, bs, "relu", training=False), _relu_per_layer(x, ws, bs))
 
 
-def _poisoned(case):
+def _poisoned(case, batch=2048):
     """A network whose sums hold NaNs (in rows 3 of the layers below)."""
-    x, ws, bs = _relu_net([256, 256, 256, 10], 2048)
+    x, ws, bs = _relu_net([256, 256, 256, 10], batch)
     if case == "nan_x":
         x[3, 5] = float("nan")
     elif case == "inf_x":
@@ -411,3 +411,94 @@ def test_relu_in_the_product_keeps_stocks_nans(case):
     got = ops.mlp(x, ws, bs, "relu", training=False)
     assert torch.equal(got.isnan(), want.isnan())
     torch.testing.assert_close(got, _relu_per_layer(x, ws, bs), rtol=0, atol=0, equal_nan=True)
+
+
+# --- AMX tiles -----------------------------------------------------------------
+# At the avx512_bf16 level on a CPU with AMX-BF16, from 5 to 512 rows, the bf16
+# forward product runs on AMX tiles of our own (csrc/cpu/amx_linear_cpu.cpp),
+# with a ReLU without dropout in the same pass over the float32 sums.
+
+needs_amx = pytest.mark.skipif(not _C.has_amx_bf16(), reason="the CPU has no AMX-BF16")
+
+
+@needs_amx
+@pytest.mark.parametrize("batch", [5, 17, 33, 100, 512])
+@pytest.mark.parametrize("n_in, n_out", [(784, 256), (256, 256), (256, 10), (2, 1), (30, 40),
+                                         (34, 33), (64, 48)])
+def test_amx_product_rounds_once(batch, n_in, n_out):
+    """Every partial tile (rows, outputs, the last 32 inputs): y is bf16 of the
+    float64 pre-activation in 95% of elements or more, and everywhere within a
+    bf16 ulp plus a float32 sum's error bound (n_in + 1 roundings of 2^-24
+    of the sum of magnitudes), with and without a bias and the ReLU."""
+    g = torch.Generator().manual_seed(batch * n_in + n_out)
+    x, w, b = _cancelling(g, n_in, n_out, batch)
+    for bias in (b, None):
+        extra = bias.double() if bias is not None else torch.zeros(n_out, dtype=torch.float64)
+        pre = x.double() @ w.double().T + extra
+        magnitude = x.double().abs() @ w.double().abs().T + extra.abs()
+        for name, want in (("identity", pre), ("relu", pre.relu())):
+            got = ops.linear_act(x, w, bias, name)
+            exact = want.to(BF16)
+            assert (got == exact).double().mean().item() >= 0.95, (name, bias is None)
+            bound = exact.double().abs() * 2**-7 + (n_in + 1) * 2**-24 * magnitude
+            assert ((got.double() - exact.double()).abs() <= bound).all(), (name, bias is None)
+
+
+@needs_amx
+@pytest.mark.parametrize("act", ["relu", "identity", "gelu"])
+def test_amx_product_is_onednns(act):
+    """The tiles sum in oneDNN's order: at the lecture's shapes y is oneDNN's
+    product's in all but rare elements, and as close to float64 as stock
+    bf16's. Below the avx512_bf16 level the product is oneDNN's linear, bit
+    for bit."""
+    g = torch.Generator().manual_seed(7)
+    for n_in, n_out in ((784, 256), (256, 256), (256, 10)):
+        x, w, b = _cancelling(g, n_in, n_out, 100)
+        got = ops.linear_act(x, w, b, act)
+        _C.set_simd_level("avx512")
+        try:
+            onednn = ops.linear_act(x, w, b, act)
+        finally:
+            _C.set_simd_level(_C.best_simd_level())
+        if act != "gelu":
+            post = "relu" if act == "relu" else "none"
+            assert torch.equal(onednn, torch.ops.mkldnn._linear_pointwise(x, w, b, post, [], ""))
+        assert (got == onednn).double().mean().item() >= 0.999
+        fused, stock = (_errors(act, {}, x, w, b, fn) for fn in (ops.linear_act, stock_linear_act))
+        assert fused[0] <= 1.05 * stock[0] + 2**-12
+
+
+@needs_amx
+def test_amx_product_is_the_floors():
+    """cpu_mm, the benchmarks' floor, runs x @ W.T as the kernels do."""
+    g = torch.Generator().manual_seed(3)
+    x, w, _ = _cancelling(g, 784, 256, 100)
+    assert torch.equal(_C.cpu_mm(x, w.t()), ops.linear_act(x, w, None, "identity"))
+
+
+@needs_amx
+@pytest.mark.parametrize("threads", [1, 2])
+def test_amx_product_does_not_depend_on_threads(threads):
+    g = torch.Generator().manual_seed(5)
+    x, w, b = _cancelling(g, 784, 256, 100)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = ops.linear_act(x, w, b, "relu")
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(got, ops.linear_act(x, w, b, "relu"))
+
+
+@needs_amx
+@pytest.mark.parametrize("case", ["nan_x", "inf_x", "overflow", "inf_weight"])
+def test_amx_relu_keeps_stocks_nans(case):
+    x, ws, bs = _poisoned(case, batch=100)
+    want = x
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        want = F.linear(want, w, b)
+        want = torch.relu(want) if i + 1 < len(ws) else want
+    assert want.isnan().any()  # the case's premise
+    got = ops.mlp(x, ws, bs, "relu", training=False)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.isinf(), want.isinf())

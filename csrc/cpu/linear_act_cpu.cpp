@@ -140,7 +140,12 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
   // bfloat16 ReLU without dropout, its pre-activation proved finite: the
   // product applies the ReLU and there is no pass left to do.
+  // On AMX tiles the ReLU joins the product's own pass, NaNs kept.
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (spec.act == Act::Relu && !mask && cpu::bf16_linear_on_amx(x2, weight)) {
+      y = cpu::bf16_amx_linear(x2, weight, bias_tensor, /*relu=*/true);
+      return;
+    }
     if (call.finite_pre && spec.act == Act::Relu && !mask &&
         cpu::bf16_linear_takes_relu(call.n, bias_tensor.defined())) {
       y = cpu::bf16_relu_linear(x2, weight, bias_tensor);

@@ -22,14 +22,32 @@ void set_fp32_matmul(Fp32Matmul choice);
 Fp32Matmul fp32_matmul();
 
 // a @ b for 2-D a (m, k) and b (k, n), either of them possibly transposed
-// (strided), as a fresh contiguous (m, n) tensor.
+// (strided), as a fresh contiguous (m, n) tensor; a bfloat16 x @ weight.T
+// on AMX tiles where bf16_linear runs it there.
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 
 // bfloat16 x2 @ weight.T + bias (bias undefined: none), the bias in the
 // float32 accumulation and the result rounded once, as addmm rounds it:
-// oneDNN's linear (addmm's bits), and up to 4 rows dot products of our own
-// (within the float32 sums' rounding of those bits).
+// oneDNN's linear (addmm's bits), up to 4 rows dot products of our own
+// (within the float32 sums' rounding of those bits), and where
+// bf16_linear_on_amx AMX tiles (oneDNN's bits in the lecture's shapes).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias);
+
+// Whether bf16_linear runs x2 @ weight.T on AMX tiles (amx_linear_cpu.cpp):
+// bfloat16, AVX512-BF16's level (simd.h) on a CPU with AMX-BF16, oneDNN left
+// on (torch.backends.mkldnn, as for its linear), an even input width, and
+// batches from 5 rows (below: small_batch_linear) to those where it beat
+// oneDNN's linear.
+bool bf16_linear_on_amx(const at::Tensor& x2, const at::Tensor& weight);
+
+// Whether this CPU has AMX-BF16 and this process may use its tiles.
+bool amx_bf16_available();
+
+// bf16_linear's product on AMX tiles, and with relu the ReLU in the same
+// pass over the float32 sums (a NaN stays NaN, as stock's relu keeps it).
+// Only where bf16_linear_on_amx.
+at::Tensor bf16_amx_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias,
+                           bool relu);
 
 // Whether bf16_relu_linear runs for `rows` rows: where bf16_linear is
 // oneDNN's linear (which needs a bias).
