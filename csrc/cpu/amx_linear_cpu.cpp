@@ -167,26 +167,19 @@ MLPB_TARGET_AMX void block_32x32(const AmxProblem& pr, const RowSlice& s0, const
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  alignas(64) float sums[16 * 16];
-  const int64_t c0 = std::min<int64_t>(16, pr.n - nb * 16);
-  const int64_t c1 = std::clamp<int64_t>(pr.n - nb * 16 - 16, 0, 16);
-  uint16_t* y0 = pr.y + r0 * pr.n + nb * 16;
-  uint16_t* y1 = y0 + 16 * pr.n;
-  const float* b = pr.bias + nb * 16;
-  if (s0.rows > 0) {
-    _tile_stored(0, sums, 64);
-    finish_tile(sums, s0.rows, c0, b, pr.relu, y0, pr.n);
-    if (c1 > 0) {
-      _tile_stored(1, sums, 64);
-      finish_tile(sums, s0.rows, c1, b + 16, pr.relu, y0 + 16, pr.n);
-    }
-  }
-  if (s1.rows > 0) {
-    _tile_stored(2, sums, 64);
-    finish_tile(sums, s1.rows, c0, b, pr.relu, y1, pr.n);
-    if (c1 > 0) {
-      _tile_stored(3, sums, 64);
-      finish_tile(sums, s1.rows, c1, b + 16, pr.relu, y1 + 16, pr.n);
+  // Tile 2h + c: rows of slice h, outputs of column block nb + c.
+  alignas(64) float sums[4][16 * 16];
+  _tile_stored(0, sums[0], 64);
+  _tile_stored(1, sums[1], 64);
+  _tile_stored(2, sums[2], 64);
+  _tile_stored(3, sums[3], 64);
+  const RowSlice* slices[2] = {&s0, &s1};
+  for (int h = 0; h < 2; ++h) {
+    for (int c = 0; c < 2; ++c) {
+      const int64_t cols = std::clamp<int64_t>(pr.n - (nb + c) * 16, 0, 16);
+      if (slices[h]->rows == 0 || cols == 0) continue;
+      finish_tile(sums[2 * h + c], slices[h]->rows, cols, pr.bias + (nb + c) * 16, pr.relu,
+                  pr.y + (r0 + 16 * h) * pr.n + (nb + c) * 16, pr.n);
     }
   }
 }
