@@ -425,7 +425,7 @@ needs_amx = pytest.mark.skipif(not _C.has_amx_bf16(), reason="the CPU has no AMX
 
 
 @needs_amx
-@pytest.mark.parametrize("batch", [5, 17, 33, 100, 512])
+@pytest.mark.parametrize("batch", [5, 17, 33, 100, 512, 1000])
 @pytest.mark.parametrize("n_in, n_out", [(784, 256), (256, 256), (256, 10), (2, 1), (30, 40),
                                          (34, 33), (64, 48)])
 def test_amx_product_rounds_once(batch, n_in, n_out):

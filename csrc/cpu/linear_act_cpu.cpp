@@ -142,7 +142,7 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   // product applies the ReLU and there is no pass left to do.
   // On AMX tiles the ReLU joins the product's own pass, NaNs kept.
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    if (spec.act == Act::Relu && !mask && cpu::bf16_linear_on_amx(x2, weight)) {
+    if (spec.act == Act::Relu && !mask && cpu::bf16_linear_on_amx(x2, weight, /*relu=*/true)) {
       y = cpu::bf16_amx_linear(x2, weight, bias_tensor, /*relu=*/true);
       return;
     }

@@ -76,7 +76,8 @@ Fp32Matmul fp32_matmul() { return chosen.load(); }
 
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
   // A forward-shaped bfloat16 product, x @ weight.T: as bf16_linear runs it.
-  if (a.scalar_type() == at::kBFloat16 && b.t().is_contiguous() && bf16_linear_on_amx(a, b.t())) {
+  if (a.scalar_type() == at::kBFloat16 && b.t().is_contiguous() &&
+      bf16_linear_on_amx(a, b.t(), /*relu=*/false)) {
     return bf16_amx_linear(a, b.t(), at::Tensor(), /*relu=*/false);
   }
   if (!use_onednn(a, b)) return at::mm(a, b);
@@ -181,17 +182,20 @@ at::Tensor small_batch_linear(const at::Tensor& x2, const at::Tensor& weight,
 }
 
 // Up to this many rows the bf16 forward product runs on AMX tiles where the
-// CPU has them: above, oneDNN's linear was the faster (docs/cpu-tuning.md).
+// CPU has them, and with a ReLU in the tile up to kAmxMaxReluRows: above,
+// oneDNN's linear (and its pass) was the faster (docs/cpu-tuning.md).
 constexpr int64_t kAmxMaxRows = 512;
+constexpr int64_t kAmxMaxReluRows = 1024;
 // Widths whose packed offsets fit the AMX kernel's 32-bit gather indices.
 constexpr int64_t kAmxMaxWidth = int64_t{1} << 24;
 
 }  // namespace
 
-bool bf16_linear_on_amx(const at::Tensor& x2, const at::Tensor& weight) {
+bool bf16_linear_on_amx(const at::Tensor& x2, const at::Tensor& weight, bool relu) {
   const int64_t m = x2.size(0), k = x2.size(1), n = weight.size(0);
-  return m > kSmallBatchRows && m <= kAmxMaxRows && k % 2 == 0 && k > 0 && k <= kAmxMaxWidth &&
-         n > 0 && n <= kAmxMaxWidth && x2.scalar_type() == at::kBFloat16 &&
+  return m > kSmallBatchRows && m <= (relu ? kAmxMaxReluRows : kAmxMaxRows) && k % 2 == 0 &&
+         k > 0 && k <= kAmxMaxWidth && n > 0 && n <= kAmxMaxWidth &&
+         x2.scalar_type() == at::kBFloat16 &&
          simd::level() >= simd::Level::Avx512Bf16 && at::globalContext().userEnabledMkldnn() &&
          amx_bf16_available();
 }
@@ -228,7 +232,9 @@ at::Tensor call_onednn_linear(const at::Tensor& x2, const at::Tensor& weight,
 // small_batch_linear; on AMX, our tiles.
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias) {
   if (x2.size(0) <= kSmallBatchRows) return small_batch_linear(x2, weight, bias);
-  if (bf16_linear_on_amx(x2, weight)) return bf16_amx_linear(x2, weight, bias, /*relu=*/false);
+  if (bf16_linear_on_amx(x2, weight, /*relu=*/false)) {
+    return bf16_amx_linear(x2, weight, bias, /*relu=*/false);
+  }
   if (!bias.defined()) return at::mm(x2, weight.t());
   if (!onednn_linear_usable()) return at::addmm(bias, x2, weight.t());
   return call_onednn_linear(x2, weight, bias, "none");

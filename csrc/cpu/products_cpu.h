@@ -30,15 +30,16 @@ at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 // float32 accumulation and the result rounded once, as addmm rounds it:
 // oneDNN's linear (addmm's bits), up to 4 rows dot products of our own
 // (within the float32 sums' rounding of those bits), and where
-// bf16_linear_on_amx AMX tiles (oneDNN's bits in the lecture's shapes).
+// bf16_linear_on_amx AMX tiles (oneDNN's bits in all but rare elements).
 at::Tensor bf16_linear(const at::Tensor& x2, const at::Tensor& weight, const at::Tensor& bias);
 
-// Whether bf16_linear runs x2 @ weight.T on AMX tiles (amx_linear_cpu.cpp):
-// bfloat16, AVX512-BF16's level (simd.h) on a CPU with AMX-BF16, oneDNN left
-// on (torch.backends.mkldnn, as for its linear), an even input width, and
-// batches from 5 rows (below: small_batch_linear) to those where it beat
-// oneDNN's linear.
-bool bf16_linear_on_amx(const at::Tensor& x2, const at::Tensor& weight);
+// Whether x2 @ weight.T runs on AMX tiles (amx_linear_cpu.cpp), with the
+// ReLU in the tile's pass where relu: bfloat16, AVX512-BF16's level (simd.h)
+// on a CPU with AMX-BF16, oneDNN left on (torch.backends.mkldnn, as for its
+// linear), an even input width, and batches from 5 rows (below:
+// small_batch_linear) to those where it beat oneDNN's linear (more rows
+// with the ReLU inside, which saves a pass).
+bool bf16_linear_on_amx(const at::Tensor& x2, const at::Tensor& weight, bool relu);
 
 // Whether this CPU has AMX-BF16 and this process may use its tiles.
 bool amx_bf16_available();
