@@ -138,9 +138,9 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
   // accumulate in their own type, so their bias joins the epilogue's pass.
   const bool bias_in_product = bias_tensor.defined() && std::is_same_v<T, c10::BFloat16>;
   const T* bias = bias_tensor.defined() && !bias_in_product ? bias_tensor.const_data_ptr<T>() : nullptr;
-  // bfloat16 ReLU without dropout, its pre-activation proved finite: the
-  // product applies the ReLU and there is no pass left to do.
-  // On AMX tiles the ReLU joins the product's own pass, NaNs kept.
+  // bfloat16 ReLU without dropout: on AMX tiles the ReLU joins the product's
+  // own pass (NaNs kept); elsewhere, its pre-activation proved finite,
+  // oneDNN's product applies it. Either way no pass is left to do.
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
     if (spec.act == Act::Relu && !mask && cpu::bf16_linear_on_amx(x2, weight, /*relu=*/true)) {
       y = cpu::bf16_amx_linear(x2, weight, bias_tensor, /*relu=*/true);
