@@ -480,13 +480,13 @@ def test_amx_product_is_the_floors():
 
 
 @needs_amx
-@pytest.mark.parametrize("threads", [1, 2])
-def test_amx_product_does_not_depend_on_threads(threads):
+def test_amx_product_does_not_depend_on_threads():
+    """One thread against this machine's threads (2 or more on CI)."""
     g = torch.Generator().manual_seed(5)
     x, w, b = _cancelling(g, 784, 256, 100)
     old = torch.get_num_threads()
     try:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1)
         got = ops.linear_act(x, w, b, "relu")
     finally:
         torch.set_num_threads(old)

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "simd.h"
@@ -190,14 +191,17 @@ MLPB_TARGET_AMX void run_pairs(const AmxProblem& pr, int64_t p0, int64_t p1) {
   configure_tiles();
   const int64_t nb0 = 2 * p0, nb1 = std::min(pr.n_blocks, 2 * p1);
   const int64_t tiles = pr.k_blocks * kTileWords;
-  // One zero block past the last, the partner of an odd last block.
-  std::vector<uint32_t> packed(static_cast<size_t>((nb1 - nb0 + 1) * tiles), 0);
-  pack_weight(pr, nb0, nb1, packed.data());
+  // pack_weight fills the blocks; one zero block past the last is the
+  // partner of an odd last block.
+  const size_t filled = static_cast<size_t>((nb1 - nb0) * tiles);
+  std::unique_ptr<uint32_t[]> packed(new uint32_t[filled + tiles]);
+  std::memset(packed.get() + filled, 0, static_cast<size_t>(tiles) * sizeof(uint32_t));
+  pack_weight(pr, nb0, nb1, packed.get());
   std::vector<uint16_t> buf0, buf1;
   for (int64_t r0 = 0; r0 < pr.m; r0 += 32) {
     const RowSlice s0 = slice_rows(pr, r0, buf0), s1 = slice_rows(pr, r0 + 16, buf1);
     for (int64_t nb = nb0; nb < nb1; nb += 2) {
-      const uint32_t* w0 = packed.data() + (nb - nb0) * tiles;
+      const uint32_t* w0 = packed.get() + (nb - nb0) * tiles;
       block_32x32(pr, s0, s1, r0, nb, w0, w0 + tiles);
     }
   }
