@@ -13,8 +13,9 @@ in the step), stock eager, torch.compile of stock
 fused whole-MLP (the default `fused`). The fused rows take the loss from
 mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does, and
 their training step's backward from mlpbench.nn.cross_entropy_backward, as it
-does too (for the whole-MLP row: the ops alone, no autograd graph); the
-others from F.cross_entropy. In the bf16
+does too (for the whole-MLP row: the ops alone, no autograd graph; its
+gradients set afresh, so without optimizer.zero_grad); the others from
+F.cross_entropy. In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
 the stock row and the floor interleaved with themselves, and the whole-MLP row
@@ -96,11 +97,11 @@ def _call(row, device, x, y, step, bf16):
     opt = torch.optim.Adam(params, lr=1e-3, fused=True)
 
     def train_step():
-        opt.zero_grad(set_to_none=True)
         if row.startswith("fused"):
             with context():
-                mnn.cross_entropy_backward(forward, x, y)
+                mnn.cross_entropy_backward(forward, x, y, accumulate=False)
         else:
+            opt.zero_grad(set_to_none=True)
             loss().backward()
         opt.step()
 

@@ -213,12 +213,18 @@ def _hooked(model, params) -> bool:
 
 
 def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
-                           ignore_index: int = -100, reduction: str = "mean"):
+                           ignore_index: int = -100, reduction: str = "mean",
+                           accumulate: bool = True):
     """(loss, logits), detached: the cross-entropy of model(x) against the class
     indices `target`, with its backward run, every parameter's gradient
     accumulated into .grad: the values of
 
         logits = model(x); loss = ops.cross_entropy(logits, target); loss.backward()
+
+    With accumulate=False each parameter's .grad is this call's gradient
+    alone, as if model.zero_grad(set_to_none=True) had run first: a training
+    loop then needs no optimizer.zero_grad(), which costs about a tenth of a
+    lecture step at batch 100 on the CPU (docs/cpu-tuning.md).
 
     A whole-MLP model (FusedMLP, models.MLP with fused="mlp") runs it as the
     ops alone (ops.mlp_cross_entropy_grads), without building and walking an
@@ -227,6 +233,9 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
     with hooks, an x that needs its own gradient, or torch.compile, goes
     through autograd as above. The optimizer's step stays the caller's."""
     ops.check_scalar_reduction(reduction, "cross_entropy_backward")
+    if type(accumulate) is not bool:
+        raise TypeError("cross_entropy_backward: accumulate must be a bool, got "
+                        f"{type(accumulate).__name__}")
     layers = _whole_mlp_layers(model)
     modules = _modules_of(layers) if layers is not None else []
     weights = _parameters_of(modules, "weight")
@@ -238,6 +247,8 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
               and all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
               and not _hooked(model, params))
     if not direct:
+        if not accumulate:
+            model.zero_grad(set_to_none=True)
         logits = model(x)
         loss = ops.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
         with torch.autocast(logits.device.type, enabled=False):  # backward outside autocast
@@ -246,6 +257,10 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
     loss, logits, grad_ws, grad_bs = ops.mlp_cross_entropy_grads(
         x, weights, biases, modules[0].spec, modules[-1].spec, target, dropout_p=model.dropout,
         training=model.training, ignore_index=ignore_index, reduction=reduction)
+    if not accumulate:
+        for p, g in zip(params, grad_ws + grad_bs):
+            p.grad = g
+        return loss, logits
     with torch.no_grad():
         for p, g in zip(params, grad_ws + grad_bs):
             if p.grad is None:

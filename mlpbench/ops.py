@@ -341,28 +341,41 @@ def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dr
     ignore_index = _integer(ignore_index, "ignore_index", op)
     p, seed, offset = _dropout_args(dropout_p, training, None, 0, op, x.device)
     device = x.device.type
-    cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    args = (spec, output_spec, p, seed, offset, target, ignore_index, reduction)
+    if not torch.is_autocast_enabled(device):
+        # Nothing to cast: the calls alone (their no-op casts and contexts
+        # cost 4% of a lecture step at batch 100, docs/cpu-tuning.md).
+        with torch.no_grad():
+            return _mlp_cross_entropy_calls(x, weights, biases, *args)
+    cast = torch.get_autocast_dtype(device)
 
     def autocast_(t):  # the mlp op's autocast cast (csrc/autocast.cpp)
-        eligible = cast is not None and t.is_floating_point() and t.dtype != torch.float64
+        eligible = t.is_floating_point() and t.dtype != torch.float64
         return t.to(cast) if eligible and t.device.type == device else t
 
-    # (Autocast off for the calls, which get their tensors cast already; a
-    # context that costs microseconds, so only where autocast is on.)
-    no_autocast = torch.autocast(device, enabled=False) if cast else contextlib.nullcontext()
-    with torch.no_grad(), no_autocast:
-        xs, ws, bs = autocast_(x), [autocast_(w) for w in weights], [autocast_(b) for b in biases]
-        logits, hidden, aux = _call("mlp", xs, ws, bs, spec, output_spec, p, seed, offset)
-        # Cross-entropy in float32 under autocast, as its autocast kernel casts.
-        scores = logits.float() if cast is not None and logits.dtype != torch.float64 else logits
-        loss, lse = _call("cross_entropy", scores, target, ignore_index, reduction)
-        grad_scores = _call("cross_entropy_backward", torch.ones_like(loss), scores, target, lse,
-                            ignore_index, reduction)
-        _, grad_ws, grad_bs = _call("mlp_backward", grad_scores.to(logits.dtype), xs, ws, logits,
-                                    hidden, aux, bool(bs), spec, output_spec, p, seed, offset,
-                                    False)
+    # Autocast off for the calls, which get their tensors cast already.
+    with torch.no_grad(), torch.autocast(device, enabled=False):
+        loss, logits, grad_ws, grad_bs = _mlp_cross_entropy_calls(
+            autocast_(x), [autocast_(w) for w in weights], [autocast_(b) for b in biases], *args,
+            float_scores=True)
     grad_ws = [g.to(w.dtype) for g, w in zip(grad_ws, weights)]
     grad_bs = [g.to(b.dtype) for g, b in zip(grad_bs, biases)]
+    return loss, logits, grad_ws, grad_bs
+
+
+def _mlp_cross_entropy_calls(x, weights, biases, spec, output_spec, p, seed, offset, target,
+                             ignore_index, reduction, float_scores=False):
+    """mlp_cross_entropy_grads' op calls on checked arguments; float_scores:
+    the loss in float32 (as cross-entropy's autocast kernel casts)."""
+    logits, hidden, aux = _call("mlp", x, weights, biases, spec, output_spec, p, seed, offset)
+    upcast = float_scores and logits.dtype != torch.float64
+    scores = logits.float() if upcast else logits
+    loss, lse = _call("cross_entropy", scores, target, ignore_index, reduction)
+    grad_scores = _call("cross_entropy_backward", torch.ones_like(loss), scores, target, lse,
+                        ignore_index, reduction)
+    _, grad_ws, grad_bs = _call("mlp_backward", grad_scores.to(logits.dtype) if upcast else
+                                grad_scores, x, weights, logits, hidden, aux, bool(biases), spec,
+                                output_spec, p, seed, offset, False)
     return loss, logits, grad_ws, grad_bs
 
 

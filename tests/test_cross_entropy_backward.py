@@ -89,6 +89,26 @@ def test_other_models_go_through_autograd(kind, monkeypatch):
     assert not calls
 
 
+@pytest.mark.parametrize("kind", ["FusedMLP", "mlp", "layer", False])
+def test_accumulate_false_sets_each_gradient_afresh(kind):
+    """Stale gradients are replaced, not added to, on both paths: the values
+    of zero_grad(set_to_none=True) and a fresh backward."""
+    x = torch.randn(9, 20)
+    y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3])
+    model = _model(kind, "cpu", torch.float32)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    torch.manual_seed(1)
+    loss, _ = mnn.cross_entropy_backward(model, x, y, accumulate=False)
+    fresh = _model(kind, "cpu", torch.float32)
+    torch.manual_seed(1)
+    want = ops.cross_entropy(fresh(x), y)
+    want.backward()
+    assert torch.equal(loss, want.detach())
+    for p, w in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(p.grad, w.grad)
+
+
 def test_hooks_and_input_gradients_see_autograd():
     """What the ops-alone path would skip sends the call through autograd:
     a module hook runs, a parameter hook runs, x gets its gradient."""
@@ -129,6 +149,8 @@ def test_bad_arguments():
         mnn.cross_entropy_backward(model, x, torch.tensor([0, 1, 2]), reduction="none")
     with pytest.raises(TypeError, match="target"):
         mnn.cross_entropy_backward(model, x, [0, 1, 2])
+    with pytest.raises(TypeError, match="accumulate must be a bool, got str"):
+        mnn.cross_entropy_backward(model, x, torch.tensor([0, 1, 2]), accumulate="no")
     with pytest.raises(TypeError, match="target must be an int64 tensor"):
         mnn.cross_entropy_backward(model, x, torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(RuntimeError, match="does not require grad"):

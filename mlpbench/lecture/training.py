@@ -323,8 +323,9 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
         return ctx.sum(local).tolist()
 
     # The fused network trains with the fused loss too (the same values), and
-    # the whole-MLP one without an autograd graph (nn.cross_entropy_backward)
-    # unless float16's loss scaling needs one.
+    # the whole-MLP one without an autograd graph (nn.cross_entropy_backward,
+    # which also sets the gradients afresh: no zero_grad) unless float16's
+    # loss scaling needs one.
     loss_fn = ops.cross_entropy if config.fused else F.cross_entropy
     direct = config.fused and not run.scaler.is_enabled()
     bar = tqdm(run.batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
@@ -332,11 +333,11 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
     for step, (start, end) in enumerate(bar):
         idx = ctx.shard(order[start:end])
         xb, yb = train_x[idx], train_y[idx]
-        run.optimizer.zero_grad(set_to_none=True)
         if direct:
             with autocast(config):
-                loss, logits = cross_entropy_backward(run.forward, xb, yb)
+                loss, logits = cross_entropy_backward(run.forward, xb, yb, accumulate=False)
         else:
+            run.optimizer.zero_grad(set_to_none=True)
             with autocast(config):
                 logits = run.forward(xb)
                 loss = loss_fn(logits.float(), yb)
