@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_hooks  # the global module hooks
 
 from . import ops
 
@@ -194,22 +195,15 @@ def _whole_mlp_layers(model):
 
 def _hooked(model, params) -> bool:
     """Whether anything would see the autograd path that the direct one skips:
-    module hooks (global ones, or on the model or any module inside it) or
-    hooks on its parameters `params`."""
-    from torch.nn.modules import module as m
-
-    if (m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks
-            or m._global_backward_pre_hooks):
-        return True
-    # The module tree walked directly: model.modules() costs ~5x as much per call.
-    stack = [model]
-    while stack:
-        mod = stack.pop()
-        if (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
-                or mod._backward_pre_hooks):
-            return True
-        stack.extend(child for child in mod._modules.values() if child is not None)
-    return any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params)
+    module hooks (global ones, or the model's own) or hooks on its parameters
+    `params`. (Hooks on the layers inside never run on either path: a
+    whole-MLP model's forward calls the op, not its layers.)"""
+    m = _module_hooks
+    return bool(m._global_forward_hooks or m._global_forward_pre_hooks
+                or m._global_backward_hooks or m._global_backward_pre_hooks
+                or model._forward_hooks or model._forward_pre_hooks or model._backward_hooks
+                or model._backward_pre_hooks
+                or any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params))
 
 
 def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,

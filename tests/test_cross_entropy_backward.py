@@ -109,7 +109,7 @@ def test_accumulate_false_sets_each_gradient_afresh(kind):
         assert torch.equal(p.grad, w.grad)
 
 
-def test_hooks_and_input_gradients_see_autograd():
+def test_hooks_and_input_gradients_see_autograd(monkeypatch):
     """What the ops-alone path would skip sends the call through autograd:
     a module hook runs, a parameter hook runs, x gets its gradient."""
     x = torch.randn(4, 20)
@@ -123,6 +123,18 @@ def test_hooks_and_input_gradients_see_autograd():
         lambda *_: seen.append("global"))
     mnn.cross_entropy_backward(model, x, y)
     handle.remove()
+    # A layer's hook runs on neither path (the model's forward calls the op,
+    # not the layer), so the direct path stays.
+    handle = model.layers[0].register_forward_hook(lambda *_: seen.append("layer"))
+    calls = []
+    real = mnn.ops.mlp_cross_entropy_grads
+    with monkeypatch.context() as patch:
+        patch.setattr(mnn.ops, "mlp_cross_entropy_grads",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
+        model(x).sum().backward()
+        mnn.cross_entropy_backward(model, x, y)
+    handle.remove()
+    assert calls == [1]
     model.layers[0].weight.register_hook(lambda g: seen.append("parameter"))
     mnn.cross_entropy_backward(model, x, y)
     assert seen == ["module", "global", "parameter"]
