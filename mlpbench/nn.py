@@ -217,8 +217,8 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
 
     With accumulate=False each parameter's .grad is this call's gradient
     alone, as if model.zero_grad(set_to_none=True) had run first: a training
-    loop then needs no optimizer.zero_grad(), which costs about a tenth of a
-    lecture step at batch 100 on the CPU (docs/cpu-tuning.md).
+    loop then needs no optimizer.zero_grad() (up to 3% of a lecture step at
+    batch 100 on the CPU, docs/cpu-tuning.md).
 
     A whole-MLP model (FusedMLP, models.MLP with fused="mlp") runs it as the
     ops alone (ops.mlp_cross_entropy_grads), without building and walking an
