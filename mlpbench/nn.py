@@ -215,10 +215,12 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
 
         logits = model(x); loss = ops.cross_entropy(logits, target); loss.backward()
 
-    With accumulate=False each parameter's .grad is this call's gradient
-    alone, as if model.zero_grad(set_to_none=True) had run first: a training
-    loop then needs no optimizer.zero_grad() (up to 3% of a lecture step at
-    batch 100 on the CPU, docs/cpu-tuning.md).
+    With accumulate=False the gradients this call computes replace .grad
+    instead of adding to it: on the direct path below, the whole-MLP layers'
+    weights and biases (all of FusedMLP's and models.MLP's parameters) are
+    set; on the autograd path model.zero_grad(set_to_none=True) runs first.
+    Either way a training loop needs no optimizer.zero_grad() (up to 3% of a
+    lecture step at batch 100 on the CPU, docs/cpu-tuning.md).
 
     A whole-MLP model (FusedMLP, models.MLP with fused="mlp") runs it as the
     ops alone (ops.mlp_cross_entropy_grads), without building and walking an
