@@ -7,15 +7,18 @@ whole, at batch 100 and 4096, in float32 and under bfloat16 autocast:
 
 Rows: the floor (the products the network needs: four forward, four
 weight-gradient and three input-gradient products, in bf16 for the bf16
-groups, as the fused kernels run them: conftest.product; plus one Adam pass
-in the step), stock eager, torch.compile of stock
+groups, as the fused kernels run them: conftest.product; plus, in the step,
+one pass of fused Adam's kernel, torch._fused_adam_, without
+torch.optim.Adam.step's Python around it), stock eager, torch.compile of stock
 (and on CUDA with mode="reduce-overhead": CUDA graphs), fused per layer, and
 fused whole-MLP (the default `fused`). The fused rows take the loss from
 mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does, and
-their training step's backward from mlpbench.nn.cross_entropy_backward, as it
-does too (for the whole-MLP row: the ops alone, no autograd graph; its
-gradients set afresh, so without optimizer.zero_grad); the others from
-F.cross_entropy. In the bf16
+their training step's backward and optimizer step from
+mlpbench.nn.cross_entropy_backward(..., optimizer=opt), as it does too (for
+the whole-MLP row: the ops alone, no autograd graph, gradients set afresh, so
+without optimizer.zero_grad, and in float32 each layer's Adam update inside
+the backward; under autocast Adam steps after it); the others from
+F.cross_entropy and opt.step(). In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
 the stock row and the floor interleaved with themselves, and the whole-MLP row
@@ -44,18 +47,34 @@ def _model(row, device, bf16):
     return model.bfloat16() if row == "stock bf16" else model
 
 
+def _adam_pass(params):
+    """One pass of fused Adam's kernel over params (zero gradients), with
+    its state made by a first torch.optim step: the optimizer's work alone."""
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+    opt.step()
+    states = [opt.state[p] for p in params]
+    steps = [s["step"] for s in states]
+    tensors = (params, [p.grad for p in params], [s["exp_avg"] for s in states],
+               [s["exp_avg_sq"] for s in states], [], steps)
+
+    @torch.no_grad()
+    def run():
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(*tensors, lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                           eps=1e-8, amsgrad=False, maximize=False)
+
+    return run
+
+
 def _floor(model, x, step, dtype):
     """The products of the network's forward and backward (no input gradient
     for x), on detached tensors of `dtype`; with step, one fused Adam pass too."""
     weights = [layer.weight.detach().to(dtype) for layer in model.layers]
     outs = [torch.randn(x.shape[0], w.shape[0], device=x.device).to(dtype) for w in weights]
     ins = [x.to(dtype)] + outs[:-1]
-    params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3, fused=True) if step else None
-    if step:
-        for p in params:
-            p.grad = torch.zeros_like(p)
-
+    adam = _adam_pass(list(model.parameters())) if step else None
     mm = product(x.device.type)
 
     def run():
@@ -65,8 +84,8 @@ def _floor(model, x, step, dtype):
             mm(g.t(), h)
             if layer:
                 mm(g, w)
-        if opt is not None:
-            opt.step()
+        if adam is not None:
+            adam()
 
     return run
 
@@ -99,11 +118,11 @@ def _call(row, device, x, y, step, bf16):
     def train_step():
         if row.startswith("fused"):
             with context():
-                mnn.cross_entropy_backward(forward, x, y, accumulate=False)
+                mnn.cross_entropy_backward(forward, x, y, accumulate=False, optimizer=opt)
         else:
             opt.zero_grad(set_to_none=True)
             loss().backward()
-        opt.step()
+            opt.step()
 
     return train_step
 

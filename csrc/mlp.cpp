@@ -93,7 +93,8 @@ MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
 MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
                       at::TensorList weights, const at::Tensor& y, at::TensorList hidden,
                       at::TensorList aux, bool has_bias, const MlpArgs& args,
-                      const std::optional<at::Tensor>& seed, bool x_grad) {
+                      const std::optional<at::Tensor>& seed, bool x_grad,
+                      const LayerGradsDone& done) {
   const char* op = "mlp_backward";
   const size_t layers = weights.size();
   check_mlp_backward_inputs(op, grad_y, x, weights, y, hidden, aux, args);
@@ -122,6 +123,7 @@ MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, con
     grad_weights[l] = gw;
     if (has_bias) grad_biases[l] = gb;
     g = gx;
+    if (done) done(l, gw, gb);
   }
   return {g, grad_weights, grad_biases};
 }
@@ -157,10 +159,10 @@ void mlp_backward_op(OpCall& c) {
   c.returns(std::move(gx), std::move(gw), std::move(gb));
 }
 
-constexpr LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_backward,
-                                   &cpu::finite_pre_layers};
-
 }  // namespace
+
+const LayerKernels kCpuKernels{&cpu::linear_act_forward, &cpu::linear_act_backward,
+                               &cpu::finite_pre_layers};
 
 TORCH_LIBRARY_IMPL(mlpbench, CPU, m) {
   m.impl("mlp", boxed<&mlp_op<kCpuKernels>>());

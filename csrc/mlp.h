@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -37,9 +38,18 @@ MlpOutputs mlp_forward(const LayerKernels& kernels, const at::Tensor& x,
                        at::TensorList weights, at::TensorList biases, const MlpArgs& args,
                        const std::optional<at::Tensor>& seed);
 
+// Called with (layer, grad_weight, grad_bias or undefined) as soon as a
+// layer's gradients exist, the last layer first (mlp_adam_step.cpp updates
+// the layer's parameters there, while its gradients are in cache).
+using LayerGradsDone = std::function<void(size_t, const at::Tensor&, const at::Tensor&)>;
+
 MlpGrads mlp_backward(const LayerKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
                       at::TensorList weights, const at::Tensor& y, at::TensorList hidden,
                       at::TensorList aux, bool has_bias, const MlpArgs& args,
-                      const std::optional<at::Tensor>& seed, bool x_grad);
+                      const std::optional<at::Tensor>& seed, bool x_grad,
+                      const LayerGradsDone& done = {});
+
+// The CPU's layer kernels (mlp.cpp).
+extern const LayerKernels kCpuKernels;
 
 }  // namespace mlpbench

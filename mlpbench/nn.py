@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.modules import module as _module_hooks  # the global module hooks
+from torch.optim import optimizer as _optimizer_hooks  # the global optimizer hooks
 
 from . import ops
 
@@ -206,9 +207,47 @@ def _hooked(model, params) -> bool:
                 or any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params))
 
 
+def _adam_in_backward(optimizer, params):
+    """The state and hyperparameters that _C.mlp_adam_step takes when
+    optimizer.step() would run exactly ATen's fused Adam (or AdamW) kernel
+    on exactly `params`, with nothing else watching it (no step hooks; an LR
+    scheduler's step counter is kept, below); else None, and the optimizer's
+    own step runs. Its state must exist (the first step makes it)."""
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or \
+            len(optimizer.param_groups) != 1:
+        return None
+    step = optimizer.step
+    if getattr(step, "_wrapped_by_lr_sched", False):
+        if step.__wrapped__ is not type(optimizer).step:  # the scheduler's counter around it
+            return None
+    elif getattr(step, "__func__", None) is not type(optimizer).step:
+        return None
+    if (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+            or _optimizer_hooks._global_optimizer_pre_hooks
+            or _optimizer_hooks._global_optimizer_post_hooks):
+        return None
+    group = optimizer.param_groups[0]
+    numbers = (group["lr"], *group["betas"], group["weight_decay"], group["eps"])
+    if (group.get("fused") is not True or group.get("capturable") or group.get("differentiable")
+            or any(isinstance(v, torch.Tensor) for v in numbers)
+            or len(group["params"]) != len(params)
+            or {id(p) for p in group["params"]} != {id(p) for p in params}):
+        return None
+    amsgrad = bool(group["amsgrad"])
+    keys = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+    states = [optimizer.state.get(p) for p in params]
+    if any(not s or any(k not in s for k in keys) for s in states):
+        return None
+    decoupled = type(optimizer) is torch.optim.AdamW or bool(group.get("decoupled_weight_decay"))
+    return ([s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+            [s["step"] for s in states], *map(float, numbers), amsgrad,
+            bool(group["maximize"]), decoupled)
+
+
 def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                            ignore_index: int = -100, reduction: str = "mean",
-                           accumulate: bool = True):
+                           accumulate: bool = True, optimizer: torch.optim.Optimizer = None):
     """(loss, logits), detached: the cross-entropy of model(x) against the class
     indices `target`, with its backward run, every parameter's gradient
     accumulated into .grad: the values of
@@ -227,11 +266,23 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
     autograd graph (at the lecture's batch of 100 on the CPU a training step
     then takes about 0.9x the time: docs/cpu-tuning.md). Any other model, one
     with hooks, an x that needs its own gradient, or torch.compile, goes
-    through autograd as above. The optimizer's step stays the caller's."""
-    ops.check_scalar_reduction(reduction, "cross_entropy_backward")
+    through autograd as above.
+
+    With an optimizer, the call ends with its step, as optimizer.step() after
+    it would: .grad holds the gradients the step used. On the direct path on
+    the CPU, outside autocast, with accumulate=False and an Adam or AdamW
+    built with fused=True (one parameter group of the model's parameters, no
+    step hooks), each layer's update runs inside the backward as soon as its
+    gradients exist, with the same kernel and the same results as
+    optimizer.step() (about 0.75x a step's time at batch 100,
+    docs/cpu-tuning.md). Any other optimizer steps after the backward."""
+    op = "cross_entropy_backward"
+    ops.check_scalar_reduction(reduction, op)
     if type(accumulate) is not bool:
-        raise TypeError("cross_entropy_backward: accumulate must be a bool, got "
-                        f"{type(accumulate).__name__}")
+        raise TypeError(f"{op}: accumulate must be a bool, got {type(accumulate).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{op}: optimizer must be a torch.optim.Optimizer or None, got "
+                        f"{type(optimizer).__name__}")
     layers = _whole_mlp_layers(model)
     modules = _modules_of(layers) if layers is not None else []
     weights = _parameters_of(modules, "weight")
@@ -242,6 +293,30 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
               and isinstance(x, torch.Tensor) and not x.requires_grad
               and all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
               and not _hooked(model, params))
+    adam = (_adam_in_backward(optimizer, params)
+            if direct and optimizer is not None and not accumulate and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") else None)
+    if adam is not None:
+        ops._tensor(target, "target", op)
+        dropout_p = ops.check_probability(model.dropout, op) if model.training else 0.0
+        loss, logits, grad_ws, grad_bs = ops._C.mlp_adam_step(
+            x, weights, biases, modules[0].spec, modules[-1].spec, dropout_p, target,
+            ops._integer(ignore_index, "ignore_index", op), reduction, *adam)
+        for p, g in zip(params, grad_ws + grad_bs):
+            p.grad = g
+        if getattr(optimizer.step, "_wrapped_by_lr_sched", False):
+            optimizer._opt_called = True  # what the scheduler's wrapper records
+        return loss, logits
+    loss, logits = _gradients(model, x, target, direct, layers, modules, weights, biases, params,
+                              ignore_index, reduction, accumulate)
+    if optimizer is not None:
+        optimizer.step()
+    return loss, logits
+
+
+def _gradients(model, x, target, direct, layers, modules, weights, biases, params, ignore_index,
+               reduction, accumulate):
+    """cross_entropy_backward without an optimizer: (loss, logits), .grad set."""
     if not direct:
         if not accumulate:
             model.zero_grad(set_to_none=True)

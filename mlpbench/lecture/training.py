@@ -324,8 +324,9 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
 
     # The fused network trains with the fused loss too (the same values), and
     # the whole-MLP one without an autograd graph (nn.cross_entropy_backward,
-    # which also sets the gradients afresh: no zero_grad) unless float16's
-    # loss scaling needs one.
+    # which also sets the gradients afresh, no zero_grad, and steps the
+    # optimizer, a fused Adam inside the backward) unless float16's loss
+    # scaling needs one.
     loss_fn = ops.cross_entropy if config.fused else F.cross_entropy
     direct = config.fused and not run.scaler.is_enabled()
     bar = tqdm(run.batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
@@ -335,15 +336,16 @@ def _train_epoch(run: _Run, epoch: int, progress: bool):
         xb, yb = train_x[idx], train_y[idx]
         if direct:
             with autocast(config):
-                loss, logits = cross_entropy_backward(run.forward, xb, yb, accumulate=False)
+                loss, logits = cross_entropy_backward(run.forward, xb, yb, accumulate=False,
+                                                      optimizer=run.optimizer)
         else:
             run.optimizer.zero_grad(set_to_none=True)
             with autocast(config):
                 logits = run.forward(xb)
                 loss = loss_fn(logits.float(), yb)
             run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
         loss_sum += loss.detach() * len(idx)
         correct += (logits.detach().argmax(1) == yb).sum()
         seen += len(idx)
