@@ -1,6 +1,7 @@
 // A whole training step of a whole-MLP model on the CPU, for
-// nn.cross_entropy_backward(..., optimizer=<fused Adam or AdamW>): the mlp
-// op's forward, cross-entropy and its gradient, then mlp_backward with each
+// nn.cross_entropy_backward(..., optimizer=<fused Adam or AdamW>) through
+// ops.mlp_adam_step: the mlp op's forward, cross-entropy and its gradient,
+// then mlp_backward with each
 // layer's Adam update made as soon as that layer's gradients exist, while
 // they and the layer's weights are in cache. The update is ATen's own fused
 // Adam kernel (torch.optim.Adam(fused=True)'s), on the optimizer's own state
@@ -21,21 +22,23 @@
 namespace mlpbench {
 
 MlpStepResult mlp_adam_step(const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                            const std::vector<at::Tensor>& biases, const std::string& activation,
+                            const std::vector<at::Tensor>& biases,
+                            const std::vector<at::Tensor>& params, const std::string& activation,
                             const std::string& output_activation, double dropout_p,
                             const at::Tensor& target, int64_t ignore_index,
-                            const std::string& reduction, const AdamState& adam) {
+                            const std::string& reduction, bool float_scores,
+                            const AdamState& adam) {
   const char* op = "mlp_adam_step";
   static const c10::OperatorHandle mlp = find_op("mlpbench::mlp"),
                                    ce = find_op("mlpbench::cross_entropy"),
                                    ce_backward = find_op("mlpbench::cross_entropy_backward"),
                                    draw_seed = find_op("mlpbench::draw_seed");
   const size_t layers = weights.size();
-  const size_t params = layers + biases.size();
-  TORCH_CHECK_VALUE(adam.exp_avgs.size() == params && adam.exp_avg_sqs.size() == params &&
-                        adam.steps.size() == params &&
-                        adam.max_exp_avg_sqs.size() == (adam.amsgrad ? params : 0),
-                    op, ": the optimizer state must hold one tensor per parameter");
+  const size_t count = layers + biases.size();
+  TORCH_CHECK_VALUE(params.size() == count && adam.exp_avgs.size() == count &&
+                        adam.exp_avg_sqs.size() == count && adam.steps.size() == count &&
+                        adam.max_exp_avg_sqs.size() == (adam.amsgrad ? count : 0),
+                    op, ": params and the optimizer state must hold one tensor per parameter");
   at::NoGradGuard no_grad;
   std::optional<at::Tensor> seed;
   if (dropout_p > 0.0) {
@@ -47,11 +50,15 @@ MlpStepResult mlp_adam_step(const at::Tensor& x, const std::vector<at::Tensor>& 
                       int64_t{0}};
   mlp.callBoxed(f);
   const at::Tensor logits = f[0].toTensor();
-  torch::jit::Stack l{logits, target, ignore_index, reduction};
+  const bool upcast = float_scores && logits.scalar_type() != at::kDouble;
+  const at::Tensor scores = upcast ? logits.to(at::kFloat) : logits;
+  torch::jit::Stack l{scores, target, ignore_index, reduction};
   ce.callBoxed(l);
   const at::Tensor loss = l[0].toTensor();
-  torch::jit::Stack g{at::ones_like(loss), logits, target, l[1], ignore_index, reduction};
+  torch::jit::Stack g{at::ones_like(loss), scores, target, l[1], ignore_index, reduction};
   ce_backward.callBoxed(g);
+  const at::Tensor grad_logits =
+      upcast ? g[0].toTensor().to(logits.scalar_type()) : g[0].toTensor();
 
   MlpArgs args;
   args.hidden.spec = parse_activation(op, "activation", activation);
@@ -63,13 +70,16 @@ MlpStepResult mlp_adam_step(const at::Tensor& x, const std::vector<at::Tensor>& 
 
   // Layer l's parameters are weights[l] and biases[l]: entries l and
   // layers + l of the state lists.
+  std::vector<at::Tensor> grad_weights(layers), grad_biases(biases.size());
   auto update = [&](size_t layer, const at::Tensor& gw, const at::Tensor& gb) {
     std::vector<size_t> entries{layer};
     if (has_bias) entries.push_back(layers + layer);
     std::vector<at::Tensor> p, grads, m1, m2, vmax, steps;
     for (size_t i : entries) {
-      p.push_back(i < layers ? weights[i] : biases[i - layers]);
-      grads.push_back(i < layers ? gw : gb);
+      p.push_back(params[i]);
+      at::Tensor& grad = i < layers ? grad_weights[i] : grad_biases[i - layers];
+      grad = (i < layers ? gw : gb).to(params[i].scalar_type());  // a no-op outside autocast
+      grads.push_back(grad);
       m1.push_back(adam.exp_avgs[i]);
       m2.push_back(adam.exp_avg_sqs[i]);
       if (adam.amsgrad) vmax.push_back(adam.max_exp_avg_sqs[i]);
@@ -86,9 +96,8 @@ MlpStepResult mlp_adam_step(const at::Tensor& x, const std::vector<at::Tensor>& 
                        std::nullopt);
     }
   };
-  auto [gx, grad_weights, grad_biases] =
-      mlp_backward(kCpuKernels, g[0].toTensor(), x, weights, logits, f[1].toTensorVector(),
-                   f[2].toTensorVector(), has_bias, args, seed, /*x_grad=*/false, update);
+  mlp_backward(kCpuKernels, grad_logits, x, weights, logits, f[1].toTensorVector(),
+               f[2].toTensorVector(), has_bias, args, seed, /*x_grad=*/false, update);
   return {loss, logits, std::move(grad_weights), std::move(grad_biases)};
 }
 

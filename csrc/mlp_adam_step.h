@@ -23,12 +23,19 @@ struct MlpStepResult {
 };
 
 // Forward, cross-entropy, backward and the Adam update of every layer, for
-// CPU tensors outside autocast; a seed drawn as ops.draw_seed draws it when
-// dropout_p > 0 (0: no dropout, as in eval mode).
+// CPU tensors; a seed drawn as ops.draw_seed draws it when dropout_p > 0 (0:
+// no dropout, as in eval mode). x, weights and biases are what the layers
+// compute with; params (weights..., biases...) what Adam updates: the same
+// tensors, or under autocast the float32 parameters of bfloat16 copies,
+// whose gradients are then widened to the parameters' dtype (the returned
+// gradients are those). float_scores: the loss from float32 logits, as
+// cross-entropy's autocast kernel computes it.
 MlpStepResult mlp_adam_step(const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                            const std::vector<at::Tensor>& biases, const std::string& activation,
+                            const std::vector<at::Tensor>& biases,
+                            const std::vector<at::Tensor>& params, const std::string& activation,
                             const std::string& output_activation, double dropout_p,
                             const at::Tensor& target, int64_t ignore_index,
-                            const std::string& reduction, const AdamState& adam);
+                            const std::string& reduction, bool float_scores,
+                            const AdamState& adam);
 
 }  // namespace mlpbench

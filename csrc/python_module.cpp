@@ -236,10 +236,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // nn.cross_entropy_backward's training step with a fused Adam or AdamW
   // (mlp_adam_step.h); the state lists in the order weights..., biases....
   m.def("mlp_adam_step", [](const at::Tensor& x, const std::vector<at::Tensor>& weights,
-                            const std::vector<at::Tensor>& biases, const std::string& activation,
+                            const std::vector<at::Tensor>& biases,
+                            const std::vector<at::Tensor>& params, const std::string& activation,
                             const std::string& output_activation, double dropout_p,
                             const at::Tensor& target, int64_t ignore_index,
-                            const std::string& reduction, std::vector<at::Tensor> exp_avgs,
+                            const std::string& reduction, bool float_scores,
+                            std::vector<at::Tensor> exp_avgs,
                             std::vector<at::Tensor> exp_avg_sqs,
                             std::vector<at::Tensor> max_exp_avg_sqs, std::vector<at::Tensor> steps,
                             double lr, double beta1, double beta2, double weight_decay, double eps,
@@ -247,8 +249,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     const mlpbench::AdamState adam{std::move(exp_avgs), std::move(exp_avg_sqs),
                                    std::move(max_exp_avg_sqs), std::move(steps), lr, beta1, beta2,
                                    weight_decay, eps, amsgrad, maximize, decoupled};
-    auto r = mlpbench::mlp_adam_step(x, weights, biases, activation, output_activation, dropout_p,
-                                     target, ignore_index, reduction, adam);
+    auto r = mlpbench::mlp_adam_step(x, weights, biases, params, activation, output_activation,
+                                     dropout_p, target, ignore_index, reduction, float_scores,
+                                     adam);
     return py::make_tuple(r.loss, r.logits, r.grad_weights, r.grad_biases);
   }, "A whole-MLP training step with Adam inside the backward (nn.cross_entropy_backward)");
   m.def("has_cuda", [] {

@@ -270,12 +270,12 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
 
     With an optimizer, the call ends with its step, as optimizer.step() after
     it would: .grad holds the gradients the step used. On the direct path on
-    the CPU, outside autocast, with accumulate=False and an Adam or AdamW
-    built with fused=True (one parameter group of the model's parameters, no
-    step hooks), each layer's update runs inside the backward as soon as its
-    gradients exist, with the same kernel and the same results as
-    optimizer.step() (about 0.75x a step's time at batch 100,
-    docs/cpu-tuning.md). Any other optimizer steps after the backward."""
+    the CPU, with accumulate=False and an Adam or AdamW built with fused=True
+    (one parameter group of the model's parameters, no step hooks), each
+    layer's update runs inside the backward as soon as its gradients exist
+    (ops.mlp_adam_step), with the same kernel and the same results as
+    optimizer.step(), which with its Python costs more than the update
+    (docs/cpu-tuning.md). Any other optimizer steps after the backward."""
     op = "cross_entropy_backward"
     ops.check_scalar_reduction(reduction, op)
     if type(accumulate) is not bool:
@@ -295,13 +295,12 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
               and not _hooked(model, params))
     adam = (_adam_in_backward(optimizer, params)
             if direct and optimizer is not None and not accumulate and x.device.type == "cpu"
-            and not torch.is_autocast_enabled("cpu") else None)
+            else None)
     if adam is not None:
-        ops._tensor(target, "target", op)
-        dropout_p = ops.check_probability(model.dropout, op) if model.training else 0.0
-        loss, logits, grad_ws, grad_bs = ops._C.mlp_adam_step(
-            x, weights, biases, modules[0].spec, modules[-1].spec, dropout_p, target,
-            ops._integer(ignore_index, "ignore_index", op), reduction, *adam)
+        loss, logits, grad_ws, grad_bs = ops.mlp_adam_step(
+            x, weights, biases, modules[0].spec, modules[-1].spec, target, adam,
+            dropout_p=model.dropout, training=model.training, ignore_index=ignore_index,
+            reduction=reduction)
         for p, g in zip(params, grad_ws + grad_bs):
             p.grad = g
         if getattr(optimizer.step, "_wrapped_by_lr_sched", False):

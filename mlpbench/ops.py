@@ -342,17 +342,12 @@ def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dr
     p, seed, offset = _dropout_args(dropout_p, training, None, 0, op, x.device)
     device = x.device.type
     args = (spec, output_spec, p, seed, offset, target, ignore_index, reduction)
-    if not torch.is_autocast_enabled(device):
+    autocast_ = _autocast_cast(device)
+    if autocast_ is None:
         # Nothing to cast: the calls alone (their no-op casts and contexts
         # cost 4% of a lecture step at batch 100, docs/cpu-tuning.md).
         with torch.no_grad():
             return _mlp_cross_entropy_calls(x, weights, biases, *args)
-    cast = torch.get_autocast_dtype(device)
-
-    def autocast_(t):  # the mlp op's autocast cast (csrc/autocast.cpp)
-        eligible = t.is_floating_point() and t.dtype != torch.float64
-        return t.to(cast) if eligible and t.device.type == device else t
-
     # Autocast off for the calls, which get their tensors cast already.
     with torch.no_grad(), torch.autocast(device, enabled=False):
         loss, logits, grad_ws, grad_bs = _mlp_cross_entropy_calls(
@@ -361,6 +356,48 @@ def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dr
     grad_ws = [g.to(w.dtype) for g, w in zip(grad_ws, weights)]
     grad_bs = [g.to(b.dtype) for g, b in zip(grad_bs, biases)]
     return loss, logits, grad_ws, grad_bs
+
+
+def _autocast_cast(device):
+    """The mlp op's autocast cast of a tensor on `device` (csrc/autocast.cpp),
+    as a function, or None outside autocast."""
+    if not torch.is_autocast_enabled(device):
+        return None
+    cast = torch.get_autocast_dtype(device)
+
+    def autocast_(t):
+        eligible = t.is_floating_point() and t.dtype != torch.float64
+        return t.to(cast) if eligible and t.device.type == device else t
+
+    return autocast_
+
+
+def mlp_adam_step(x, weights, biases, spec, output_spec, target, adam, *, dropout_p=0.0,
+                  training=True, ignore_index=-100, reduction="mean"):
+    """mlp_cross_entropy_grads on the CPU with each layer's Adam update made
+    inside the backward, as soon as the layer's gradients exist, by ATen's
+    fused Adam kernel (csrc/mlp_adam_step.h): `adam` is the optimizer's state
+    lists and hyperparameters (nn.cross_entropy_backward reads them from a
+    torch.optim.Adam or AdamW). The weights and biases are updated in place;
+    returns (loss, logits, grad_weights, grad_biases), the gradients in the
+    parameters' dtype."""
+    op = "mlp_adam_step"
+    x = _tensor(x, "x", op)
+    weights = _tensor_list(weights, "weights", op)
+    biases = _tensor_list(biases, "biases", op, optional=True)
+    target = _tensor(target, "target", op)
+    check_scalar_reduction(reduction, op)
+    ignore_index = _integer(ignore_index, "ignore_index", op)
+    p = check_probability(dropout_p, op) if training else 0.0
+    params = weights + biases
+    autocast_ = _autocast_cast(x.device.type)
+    if autocast_ is None:
+        return _C.mlp_adam_step(x, weights, biases, params, spec, output_spec, p, target,
+                                ignore_index, reduction, False, *adam)
+    with torch.autocast(x.device.type, enabled=False):  # the tensors come cast
+        return _C.mlp_adam_step(autocast_(x), [autocast_(w) for w in weights],
+                                [autocast_(b) for b in biases], params, spec, output_spec, p,
+                                target, ignore_index, reduction, True, *adam)
 
 
 def _mlp_cross_entropy_calls(x, weights, biases, spec, output_spec, p, seed, offset, target,

@@ -127,27 +127,36 @@ def test_other_optimizers_step_after_the_backward(case, fused_steps):
     _assert_same(got, want)
 
 
-def test_autocast_steps_after_the_backward(fused_steps):
-    """Under autocast the optimizer steps after the backward too."""
-    def step_under_autocast(inside):
+@pytest.mark.parametrize("kind", ["FusedMLP", "mlp"])
+def test_under_autocast_equals_its_step(kind, fused_steps):
+    """Under bf16 autocast the layers compute with bf16 copies and Adam
+    updates the float32 parameters with the widened gradients, as autocast's
+    backward and optimizer.step() give them."""
+    def train(inside):
         x = torch.randn(9, 20, generator=torch.Generator().manual_seed(7))
         y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3])
-        model = _model("mlp")
+        model = _model(kind)
         opt = _adam(model)
-        for step in range(2):
+        losses = []
+        for step in range(3):
             torch.manual_seed(10 + step)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 if inside:
-                    mnn.cross_entropy_backward(model, x, y, accumulate=False, optimizer=opt)
+                    loss, _ = mnn.cross_entropy_backward(model, x, y, accumulate=False,
+                                                         optimizer=opt)
                 else:
-                    mnn.cross_entropy_backward(model, x, y, accumulate=False)
+                    loss, _ = mnn.cross_entropy_backward(model, x, y, accumulate=False)
             if not inside:
                 opt.step()
-        return list(model.parameters())
+            losses.append(loss)
+        return model, opt, losses
 
-    got, want = step_under_autocast(True), step_under_autocast(False)
-    assert not fused_steps
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    want = train(False)
+    got = train(True)
+    assert len(fused_steps) == 2
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+               for p in got[0].parameters())
+    _assert_same(got, want)
 
 
 def test_lr_scheduler_sees_the_step(fused_steps):
