@@ -16,9 +16,8 @@ mlpbench.ops.cross_entropy, as `python -m mlpbench.train --fused` does, and
 their training step's backward and optimizer step from
 mlpbench.nn.cross_entropy_backward(..., optimizer=opt), as it does too (for
 the whole-MLP row: the ops alone, no autograd graph, gradients set afresh, so
-without optimizer.zero_grad, and in float32 each layer's Adam update inside
-the backward; under autocast Adam steps after it); the others from
-F.cross_entropy and opt.step(). In the bf16
+without optimizer.zero_grad, and each layer's Adam update inside the
+backward); the others from F.cross_entropy and opt.step(). In the bf16
 groups every row but the floor and "stock bf16" (the model cast to bf16,
 trained in bf16) runs float32 parameters under torch.autocast. Fused rows time
 the stock row and the floor interleaved with themselves, and the whole-MLP row

@@ -323,6 +323,15 @@ def check_scalar_reduction(reduction, op):
                          f"{reduction!r}")
 
 
+def _training_args(op, x, weights, biases, target, ignore_index, reduction):
+    """A training step's tensors and loss arguments, checked: (x, weights,
+    biases, target, ignore_index)."""
+    check_scalar_reduction(reduction, op)
+    return (_tensor(x, "x", op), _tensor_list(weights, "weights", op),
+            _tensor_list(biases, "biases", op, optional=True), _tensor(target, "target", op),
+            _integer(ignore_index, "ignore_index", op))
+
+
 def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dropout_p=0.0,
                              training=True, ignore_index=-100, reduction="mean"):
     """(loss, logits, grad_weights, grad_biases) of cross_entropy(mlp_spec(x, ...),
@@ -333,12 +342,8 @@ def mlp_cross_entropy_grads(x, weights, biases, spec, output_spec, target, *, dr
     them, the loss in float32, the gradients cast back); one seed drawn, as
     mlp_spec draws it."""
     op = "mlp_cross_entropy_grads"
-    x = _tensor(x, "x", op)
-    weights = _tensor_list(weights, "weights", op)
-    biases = _tensor_list(biases, "biases", op, optional=True)
-    target = _tensor(target, "target", op)
-    check_scalar_reduction(reduction, op)
-    ignore_index = _integer(ignore_index, "ignore_index", op)
+    x, weights, biases, target, ignore_index = _training_args(op, x, weights, biases, target,
+                                                              ignore_index, reduction)
     p, seed, offset = _dropout_args(dropout_p, training, None, 0, op, x.device)
     device = x.device.type
     args = (spec, output_spec, p, seed, offset, target, ignore_index, reduction)
@@ -382,12 +387,8 @@ def mlp_adam_step(x, weights, biases, spec, output_spec, target, adam, *, dropou
     returns (loss, logits, grad_weights, grad_biases), the gradients in the
     parameters' dtype."""
     op = "mlp_adam_step"
-    x = _tensor(x, "x", op)
-    weights = _tensor_list(weights, "weights", op)
-    biases = _tensor_list(biases, "biases", op, optional=True)
-    target = _tensor(target, "target", op)
-    check_scalar_reduction(reduction, op)
-    ignore_index = _integer(ignore_index, "ignore_index", op)
+    x, weights, biases, target, ignore_index = _training_args(op, x, weights, biases, target,
+                                                              ignore_index, reduction)
     p = check_probability(dropout_p, op) if training else 0.0
     params = weights + biases
     autocast_ = _autocast_cast(x.device.type)

@@ -147,8 +147,9 @@ def _step_section(s):
     out = ["## The lecture network: forward+backward and the training step\n",
            "784-256-256-256-10, ReLU, dropout 0.3, cross-entropy (and Adam in the step). "
            "`fused` is the whole network as one op, `fused layer` one op per layer; the floor "
-           "is the network's products (plus one Adam pass in the step). bf16: float32 "
-           "parameters under `torch.autocast`, the floor in bf16.\n"]
+           "is the network's products (plus, in the step, one pass of fused Adam's kernel "
+           "without `torch.optim`'s Python; fused steps update inside the backward). bf16: "
+           "float32 parameters under `torch.autocast`, the floor in bf16.\n"]
     columns = ["floor", "stock", "compile", "fused layer", "fused"]
     if any("compile cudagraphs" in g.times for g in groups):
         columns.insert(3, "compile cudagraphs")
