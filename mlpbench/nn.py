@@ -274,8 +274,8 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
     (one parameter group of the model's parameters, no step hooks), each
     layer's update runs inside the backward as soon as its gradients exist
     (ops.mlp_adam_step), with the same kernel and the same results as
-    optimizer.step(), which with its Python costs more than the update
-    (docs/cpu-tuning.md). Any other optimizer steps after the backward."""
+    optimizer.step(), without its Python (docs/cpu-tuning.md). Any other
+    optimizer steps after the backward."""
     op = "cross_entropy_backward"
     ops.check_scalar_reduction(reduction, op)
     if type(accumulate) is not bool:
@@ -301,19 +301,18 @@ def cross_entropy_backward(model: nn.Module, x: torch.Tensor, target: torch.Tens
             x, weights, biases, modules[0].spec, modules[-1].spec, target, adam,
             dropout_p=model.dropout, training=model.training, ignore_index=ignore_index,
             reduction=reduction)
-        for p, g in zip(params, grad_ws + grad_bs):
-            p.grad = g
+        _set_grads(params, grad_ws + grad_bs, accumulate=False)
         if getattr(optimizer.step, "_wrapped_by_lr_sched", False):
             optimizer._opt_called = True  # what the scheduler's wrapper records
         return loss, logits
-    loss, logits = _gradients(model, x, target, direct, layers, modules, weights, biases, params,
+    loss, logits = _gradients(model, x, target, direct, modules, weights, biases, params,
                               ignore_index, reduction, accumulate)
     if optimizer is not None:
         optimizer.step()
     return loss, logits
 
 
-def _gradients(model, x, target, direct, layers, modules, weights, biases, params, ignore_index,
+def _gradients(model, x, target, direct, modules, weights, biases, params, ignore_index,
                reduction, accumulate):
     """cross_entropy_backward without an optimizer: (loss, logits), .grad set."""
     if not direct:
@@ -327,14 +326,19 @@ def _gradients(model, x, target, direct, layers, modules, weights, biases, param
     loss, logits, grad_ws, grad_bs = ops.mlp_cross_entropy_grads(
         x, weights, biases, modules[0].spec, modules[-1].spec, target, dropout_p=model.dropout,
         training=model.training, ignore_index=ignore_index, reduction=reduction)
+    _set_grads(params, grad_ws + grad_bs, accumulate)
+    return loss, logits
+
+
+def _set_grads(params, grads, accumulate):
+    """Each parameter's .grad set to its gradient, or with accumulate added to it."""
     if not accumulate:
-        for p, g in zip(params, grad_ws + grad_bs):
+        for p, g in zip(params, grads):
             p.grad = g
-        return loss, logits
+        return
     with torch.no_grad():
-        for p, g in zip(params, grad_ws + grad_bs):
+        for p, g in zip(params, grads):
             if p.grad is None:
                 p.grad = g
             else:
                 p.grad += g
-    return loss, logits
