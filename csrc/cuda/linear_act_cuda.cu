@@ -222,8 +222,11 @@ std::tuple<at::Tensor, at::Tensor> linear_act_forward(const LinearActCall& call,
                              : new_output(linear_act_shapes<int64_t>(x.sizes(), call.out_rows, spec).aux,
                                           x.options().dtype(aux_dtype(spec, x.scalar_type())));
   const int64_t total = n * out_cols;
-  if (total > 0) {
-    const at::Tensor b = bias.has_value() && !bias_in_product ? bias->contiguous() : at::Tensor();
+  const at::Tensor b = bias.has_value() && !bias_in_product ? bias->contiguous() : at::Tensor();
+  // The identity without dropout and with no bias left to add would only
+  // copy the product onto itself.
+  const bool copy_only = spec.act == Act::Identity && !dropout && !b.defined();
+  if (total > 0 && !copy_only) {
     const auto stream = at::cuda::getCurrentCUDAStream();
     const int grid = grid_for((total + 3) / 4);
     MLPB_DISPATCH_CUDA(x.scalar_type(), "linear_act_cuda", [&] {
