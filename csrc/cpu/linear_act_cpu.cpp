@@ -389,16 +389,18 @@ void column_sums(const T* rows, int64_t count, int64_t cols, typename P::Scalar*
 //   split of one product to pay for itself;
 // - large ones, from kLargeMacs, when there are as many threads as products:
 //   none idles, and neither product pays for BLAS's synchronisation.
-// In between, side by side measured slower (docs/cpu-tuning.md).
+// In between, side by side measured slower, and so it did for large bfloat16
+// products, which oneDNN splits across the threads faster (docs/cpu-tuning.md).
 // (Inside at::parallel_for, ATen and MKL run single-threaded. The dispatch
 // guard keeps a worker thread's own grad mode from recording the products.)
 constexpr int64_t kProducts = 2;
 constexpr int64_t kTaskParallelMacs = int64_t{1} << 24;
 constexpr int64_t kLargeMacs = int64_t{1} << 29;
 
-bool products_side_by_side(int64_t macs, int64_t threads) {
+bool products_side_by_side(int64_t macs, at::ScalarType dtype, int64_t threads) {
   if (threads < 2 || at::in_parallel_region()) return false;
-  return macs <= kTaskParallelMacs * threads || (threads == kProducts && macs >= kLargeMacs);
+  const bool large = threads == kProducts && macs >= kLargeMacs && dtype != at::kBFloat16;
+  return macs <= kTaskParallelMacs * threads || large;
 }
 
 std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
@@ -406,7 +408,8 @@ std::pair<at::Tensor, at::Tensor> input_grads_cpu(const LinearActCall& call,
                                                   const at::Tensor& weight,
                                                   std::array<bool, 3> output_mask) {
   const int64_t macs = call.n * grad_pre.size(1) * weight.size(1);
-  if (!(output_mask[0] && output_mask[1] && products_side_by_side(macs, at::get_num_threads()))) {
+  if (!(output_mask[0] && output_mask[1] &&
+        products_side_by_side(macs, x.scalar_type(), at::get_num_threads()))) {
     return input_grads(call, grad_pre, x, weight, output_mask, &cpu::mm);
   }
   at::Tensor gx, gw;
