@@ -5,14 +5,21 @@
 // (seed, offset, element index), so backward regenerates it instead of storing
 // it, and both devices produce the same mask bit for bit.
 //
-// Mapping from the flat (row-major, contiguous) element index i to a word:
-//   counter = (lo32(i / 4), hi32(i / 4), lo32(offset), hi32(offset))
+// Each element draws 16 bits, so that one Philox call (four 32-bit words)
+// decides eight elements. For the flat (row-major, contiguous) index i:
+//   block   = i / 8
+//   counter = (lo32(block), hi32(block), lo32(offset), hi32(offset))
 //   key     = (lo32(seed), hi32(seed))
-//   word    = philox4x32_10(counter, key)[i % 4]
-// Uniform:  u = (word >> 8) * 2^-24, in [0, 1) with 24 bits, exact in float.
-// Element i is KEPT when u >= p. The comparison is done on integers,
-// (word >> 8) >= ceil(p * 2^24), with the threshold computed once on the host
-// in double, so no float rounding on either device can flip a decision.
+//   word    = philox4x32_10(counter, key)[(i / 2) % 4]
+//   draw    = the low 16 bits of word for even i, the high 16 for odd i.
+// The element's uniform is u = (draw * 2^16 + tie) * 2^-32, in [0, 1) with 32
+// bits, and element i is KEPT when u >= p. On integers, with
+// ceil(p * 2^32) = above * 2^16 + from (computed once on the host, in double,
+// exactly): kept when draw > above, or draw == above and tie >= from. The 16
+// bits `tie` are only needed in that second case (probability 2^-16): they are
+// element i's draw in the same mapping with the block counter's top bit set,
+// a stream the first never reaches (block < 2^61). So p is honoured to 2^-32
+// although most decisions cost half a word.
 #pragma once
 
 #include <cmath>
@@ -66,20 +73,39 @@ struct DropoutMask {
   // where a value read on the host would freeze the capture's mask.
   const int64_t* seed_on_device = nullptr;
   uint64_t offset = 0;
-  uint32_t threshold = 0;  // keep when (word >> 8) >= threshold
+  // ceil(p * 2^32) = keep_above * 2^16 + tie_from (see the top of this file);
+  // keep_above is 65536 for p = 1, where nothing is kept.
+  uint32_t keep_above = 0, tie_from = 0;
   double keep_prob = 1.0;  // 1 - p
   double scale = 1.0;      // 1 / (1 - p): kept values are multiplied by it
 
-  // The four words for flat indices 4*block .. 4*block+3.
+  // The four words of block `block`: the draws of elements 8 block .. 8 block + 7.
   MLPB_HD Philox4 block_words(uint64_t block) const {
     return philox4x32_10(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                          static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32),
                          static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   }
-  MLPB_HD bool keeps_word(uint32_t word) const { return (word >> 8) >= threshold; }
-  MLPB_HD bool keeps(uint64_t index) const {
-    return keeps_word(block_words(index >> 2).v[index & 3]);
+  // Element `index`'s 16-bit draw, from its block's words. (Selects, not
+  // words.v[lane]: a dynamic index would put the words in a GPU's local memory.)
+  MLPB_HD static uint32_t draw_of(const Philox4& words, uint64_t index) {
+    const uint32_t lane = (index >> 1) & 3;
+    const uint32_t word = lane == 0 ? words.v[0]
+                          : lane == 1 ? words.v[1]
+                          : lane == 2 ? words.v[2]
+                                      : words.v[3];
+    return (word >> ((index & 1) * 16)) & 0xFFFFu;
   }
+  // Whether element `index`, whose draw is `draw`, is kept.
+  MLPB_HD bool keeps_draw(uint32_t draw, uint64_t index) const {
+    if (draw != keep_above) return draw > keep_above;
+    const uint64_t tie_block = (index >> 3) | (uint64_t{1} << 63);
+    return draw_of(block_words(tie_block), index) >= tie_from;
+  }
+  // Whether element `index` of block `words` (block_words(index / 8)) is kept.
+  MLPB_HD bool keeps_from(const Philox4& words, uint64_t index) const {
+    return keeps_draw(draw_of(words, index), index);
+  }
+  MLPB_HD bool keeps(uint64_t index) const { return keeps_from(block_words(index >> 3), index); }
   // The mask with its seed loaded from device memory where it lives there:
   // what a CUDA kernel uses (only there: the host cannot read that memory).
   MLPB_HD DropoutMask in_kernel() const {
@@ -104,7 +130,9 @@ inline DropoutMask make_dropout_mask(double p, uint64_t seed, uint64_t offset) {
   DropoutMask mask;
   mask.seed = seed;
   mask.offset = offset;
-  mask.threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));  // 2^24
+  const uint64_t threshold = static_cast<uint64_t>(std::ceil(p * 4294967296.0));  // 2^32, exact
+  mask.keep_above = static_cast<uint32_t>(threshold >> 16);
+  mask.tie_from = static_cast<uint32_t>(threshold & 0xFFFFu);
   mask.keep_prob = 1.0 - p;
   mask.scale = 1.0 / mask.keep_prob;  // inf for p = 1, where nothing is kept
   return mask;

@@ -30,17 +30,19 @@ std::tuple<uint32_t, uint32_t, uint32_t, uint32_t> philox4x32(
   return {r.v[0], r.v[1], r.v[2], r.v[3]};
 }
 
-// The dropout words of flat elements [begin, begin + count) at the current
-// instruction set (tests: every level's generator against philox4x32, also
-// where the block counter carries into its high word).
-std::vector<uint32_t> dropout_words(uint64_t seed, uint64_t offset, uint64_t begin,
-                                    int64_t count) {
-  TORCH_CHECK_VALUE(count >= 0 && count <= (int64_t{1} << 20),
-                    "dropout_words: count must be in [0, 2^20], got ", count);
-  std::vector<uint32_t> words(static_cast<size_t>(count));
-  mlpbench::simd::dropout_words(mlpbench::make_dropout_mask(0.5, seed, offset), begin, count,
-                                words.data());
-  return words;
+// The dropout keep bits of groups [group, group + groups) of 64 elements at
+// probability p, at the current instruction set (tests: every level's
+// generator against the definition in philox.h, also where the block counter
+// carries into its high word and where draws tie).
+std::vector<uint64_t> dropout_keeps(uint64_t seed, uint64_t offset, double p, uint64_t group,
+                                    int64_t groups) {
+  TORCH_CHECK_VALUE(groups >= 0 && groups <= (int64_t{1} << 14),
+                    "dropout_keeps: groups must be in [0, 2^14], got ", groups);
+  TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, "dropout_keeps: p must be in [0, 1], got ", p);
+  std::vector<uint64_t> bits(static_cast<size_t>(groups));
+  mlpbench::simd::dropout_keeps(mlpbench::make_dropout_mask(p, seed, offset), group, groups,
+                                bits.data());
+  return bits;
 }
 
 // One positional argument as the schema's type wants it. The kinds the ops
@@ -176,8 +178,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "mlpbench's compiled kernels (ops are under torch.ops.mlpbench)";
   m.def("philox4x32", &philox4x32, "Philox4x32-10 of a 4-word counter and a 2-word key",
         py::arg("counter"), py::arg("key"));
-  m.def("dropout_words", &dropout_words, py::arg("seed"), py::arg("offset"), py::arg("begin"),
-        py::arg("count"));
+  m.def("dropout_keeps", &dropout_keeps, py::arg("seed"), py::arg("offset"), py::arg("p"),
+        py::arg("group"), py::arg("groups"));
   m.def("set_debug_poison", &mlpbench::set_debug_poison,
         "Fill every kernel output with NaN before the kernel runs (tests)");
   m.def("debug_poison", &mlpbench::debug_poison);

@@ -1,5 +1,6 @@
 """Shared parameters and input makers for the tests."""
 
+import math
 import subprocess
 import sys
 
@@ -23,6 +24,29 @@ GRAD_ACTIVATIONS = [
     ("maxout", {"pieces": 3}),
 ]
 ELEMENTWISE = [a for a in GRAD_ACTIVATIONS if a[0] != "maxout"]
+
+
+def reference_keeps(seed, offset, p, first, count):
+    """The dropout decisions of elements first .. first + count - 1, written
+    from the definition at the top of csrc/philox.h with ops.philox4x32: a
+    16-bit draw per element, and its tie draw (block counter's top bit set)
+    where the draw equals ceil(p * 2^32) >> 16."""
+    from mlpbench import ops
+
+    threshold = math.ceil(p * 2**32)
+    above, tie_from = threshold >> 16, threshold & 0xFFFF
+    key = (seed & 0xFFFFFFFF, seed >> 32)
+
+    def draw(block, i):
+        words = ops.philox4x32((block & 0xFFFFFFFF, block >> 32, offset & 0xFFFFFFFF,
+                                offset >> 32), key)
+        return (words[(i // 2) % 4] >> (16 * (i % 2))) & 0xFFFF
+
+    keeps = []
+    for i in range(first, first + count):
+        d = draw(i // 8, i)
+        keeps.append(d > above if d != above else draw(i // 8 | 1 << 63, i) >= tie_from)
+    return keeps
 
 
 def act_id(param):

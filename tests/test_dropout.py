@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from helpers import DEVICES, GRAD_ACTIVATIONS, act_id, make_linear
+from helpers import DEVICES, GRAD_ACTIVATIONS, act_id, make_linear, reference_keeps
 from mlpbench import nn as mnn
 from mlpbench import ops
 
@@ -26,17 +26,12 @@ def _mask(shape, p, seed, offset=0, device="cpu"):
 
 
 def test_mask_is_the_documented_function_of_seed_offset_and_index():
-    """Element i is kept when (word >> 8) >= ceil(p * 2^24), word i % 4 of the
-    Philox output for counter (i // 4, offset) and key seed (csrc/philox.h)."""
+    """Element i is kept when its 16-bit draw (half of word (i // 2) % 4 of
+    the Philox output for counter (i // 8, offset) and key seed) beats
+    ceil(p * 2^32) >> 16, ties going to a second draw (csrc/philox.h)."""
     seed, offset, p = 0x1234_5678_9ABC_DEF0, 0x0000_0003_0000_0002, 0.3
-    mask = _mask((37,), p, seed, offset)
-    threshold = math.ceil(p * 2**24)
-    key = (seed & 0xFFFFFFFF, seed >> 32)
-    for i in range(37):
-        block = i // 4
-        words = ops.philox4x32((block & 0xFFFFFFFF, block >> 32, offset & 0xFFFFFFFF,
-                                offset >> 32), key)
-        assert bool(mask[i]) == ((words[i % 4] >> 8) >= threshold), i
+    mask = _mask((75,), p, seed, offset)
+    assert mask.tolist() == reference_keeps(seed, offset, p, 0, 75)
 
 
 def test_mask_does_not_depend_on_threads_or_shape():

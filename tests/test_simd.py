@@ -1,6 +1,6 @@
 """The CPU kernels' vector code (csrc/cpu/simd.h) at every instruction-set
-level this machine can run: vector math against float64, dropout words against
-the scalar Philox, and the ops against stock PyTorch."""
+level this machine can run: vector math against float64, dropout keep bits
+against their definition, and the ops against stock PyTorch."""
 
 import math
 import re
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import mlpbench._C as _C
-from helpers import ELEMENTWISE, SIMD_LEVELS, SIMD_ORDER, act_id, act_kwargs
+from helpers import ELEMENTWISE, SIMD_LEVELS, SIMD_ORDER, act_id, act_kwargs, reference_keeps
 from mlpbench import ops
 from mlpbench.reference import stock_activation, stock_linear_act
 
@@ -74,7 +74,7 @@ def test_vector_derivatives_against_float64(level, act):
 
 
 def test_levels_give_the_same_dropout_mask():
-    x = torch.randn(3, 1001)  # rows that start off the 4-element Philox blocks
+    x = torch.randn(3, 1001)  # rows that start off the 8-element Philox blocks
     masks = {}
     for lv in SIMD_LEVELS:
         _C.set_simd_level(lv)
@@ -84,32 +84,53 @@ def test_levels_give_the_same_dropout_mask():
         assert torch.equal(masks[lv], masks[SIMD_LEVELS[0]]), lv
 
 
-def test_vector_philox_matches_the_scalar_generator(level):
-    """Long spans take the 16-blocks-at-once path; compare it word for word
-    with the scalar generator through the keep decision at p = 0.5."""
-    seed, offset, p, n = 0xDEADBEEF12345, 3, 0.5, 1024
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_vector_philox_matches_the_definition(level, p):
+    """Long spans take the 256-elements-at-once path (128 with AVX2); compare
+    the op's mask with the definition (0.5: ceil(p * 2^32) a multiple of
+    2^16, so a tie keeps)."""
+    seed, offset, n = 0xDEADBEEF12345, 3, 1024
     mask = ops.dropout(torch.ones(n), p, seed=seed, offset=offset) != 0
-    threshold = math.ceil(p * 2**24)
-    want = []
-    for block in range(n // 4):
-        words = ops.philox4x32((block, 0, offset, 0), (seed & 0xFFFFFFFF, seed >> 32))
-        want += [(w >> 8) >= threshold for w in words]
-    assert mask.tolist() == want
+    assert mask.tolist() == reference_keeps(seed, offset, p, 0, n)
 
 
-@pytest.mark.parametrize("begin", [0, 4 * (2**32 - 40) + 3], ids=["start", "carry"])
-def test_every_levels_philox_words_equal_the_scalar_generators(level, begin):
-    """The vector generators (32 blocks at once with AVX-512, 16 with AVX2)
-    word for word against philox4x32, from an element off a block boundary
-    and across the 2^32-block boundary, where the counter's low word wraps."""
-    seed, offset, count = 0xDEADBEEF12345, 2**32 + 9, 700
-    words = _C.dropout_words(seed, offset, begin, count)
-    want = []
-    for block in range(begin // 4, (begin + count + 3) // 4):
-        want += ops.philox4x32((block & 0xFFFFFFFF, block >> 32, offset & 0xFFFFFFFF, offset >> 32),
-                               (seed & 0xFFFFFFFF, seed >> 32))
-    first = begin % 4
-    assert words == want[first:first + count]
+def _keep_bits(seed, offset, p, group, groups):
+    """_C.dropout_keeps' bits as a list of bools in element order."""
+    bits = _C.dropout_keeps(seed, offset, p, group, groups)
+    return [bool(word >> k & 1) for word in bits for k in range(64)]
+
+
+@pytest.mark.parametrize("group", [0, 2**29 - 3], ids=["start", "carry"])
+def test_every_levels_keep_bits_equal_the_definition(level, group):
+    """The vector generators (256 elements at once with AVX-512, 128 with
+    AVX2, odd group counts included) bit for bit against the definition, also
+    across the 2^32-block boundary, where the counter's low word wraps."""
+    seed, offset, p, groups = 0xDEADBEEF12345, 2**32 + 9, 0.3, 11
+    assert _keep_bits(seed, offset, p, group, groups) == reference_keeps(
+        seed, offset, p, 64 * group, 64 * groups)
+
+
+def test_ties_take_the_second_draw(level):
+    """p chosen so that element 77's draw equals ceil(p * 2^32) >> 16: its
+    decision then rests on its tie draw, which the vector generators must
+    fetch (from = 1 keeps it, from = 0xFFFF drops it, per the definition)."""
+    seed, offset, element = 0xDEADBEEF12345, 5, 77
+    words = ops.philox4x32((element // 8, 0, offset, 0), (seed & 0xFFFFFFFF, seed >> 32))
+    draw = (words[element // 2 % 4] >> 16 * (element % 2)) & 0xFFFF
+    decided = {}
+    for tie_from in (1, 0xFFFF, 0):
+        p = (draw * 2**16 + tie_from) / 2**32
+        want = reference_keeps(seed, offset, p, 0, 512)
+        assert _keep_bits(seed, offset, p, 0, 8) == want, tie_from
+        assert (ops.dropout(torch.ones(512), p, seed=seed, offset=offset) != 0).tolist() == want
+        decided[tie_from] = want[element]
+    assert decided == {1: True, 0xFFFF: False, 0: True}
+
+
+def test_keep_bits_at_the_edges(level):
+    """p = 1 keeps nothing, p = 0 everything (draws of 0 tie and keep)."""
+    assert _keep_bits(1, 2, 1.0, 3, 5) == [False] * 320
+    assert _keep_bits(1, 2, 0.0, 3, 5) == [True] * 320
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3])

@@ -75,9 +75,11 @@ void dropout_cpu(OpCall& c) {
       simd::simd_dispatch([&](auto lanes) {
         using P = Pack<scalar_t, decltype(lanes)>;
         for_each_vector<P>(&mask, begin, end - begin,
-                           [&](int64_t e, int64_t m, const uint32_t* words) {
+                           [&](int64_t e, int64_t m, Keeps keeps) {
           const int64_t i = begin + e;
-          P::store(out + i, P::dropout(words, m, mask, P::load(in + i, m)), m);
+          prefetch_ahead(in + i);
+          prefetch_ahead<true>(out + i);
+          P::store(out + i, P::dropout(keeps, mask, P::load(in + i, m)), m);
         });
       });
     });

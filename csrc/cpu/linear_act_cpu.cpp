@@ -112,12 +112,14 @@ void epilogue_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
                    int64_t cols, const T* pattern, T* y, T* pre) {
   using V = typename P::V;
   int64_t q = start % cols;
-  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, Keeps keeps) {
+    prefetch_ahead<true>(y + e);
+    if (pre) prefetch_ahead<true>(pre + e);
     V v = P::load(y + e, m);
     if (pattern) v = v + P::load(pattern + q, P::kWidth);
     if (pre) P::store(pre + e, v, m);
     V a = act.forward(v);
-    if (mask) a = P::dropout(words, m, *mask, a);
+    if (mask) a = P::dropout(keeps, *mask, a);
     P::store(y + e, a, m);
     q = next_column(q, P::kWidth, cols);
   });
@@ -225,11 +227,11 @@ void grad_pre_span_with_mask(const ActFn& act, const DropoutMask* mask, int64_t 
   using V = typename P::V;
   using S = typename P::Scalar;
   const S keep_prob = mask ? static_cast<S>(mask->keep_prob) : S(1);
-  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, const uint32_t* words) {
+  for_each_vector<P>(mask, start, count, [&](int64_t e, int64_t m, Keeps keeps) {
     V g = P::load(gy + e, m);
     V s = saved ? P::load(saved + e, m) : V(S(0));
     if (mask) {
-      g = P::dropout(words, m, *mask, g);
+      g = P::dropout(keeps, *mask, g);
       // Kept elements of a saved output hold act(x) * scale; dropped ones
       // have g == 0 already.
       if constexpr (ActFn::kFromOutput) s = s * V(keep_prob);
@@ -274,7 +276,7 @@ void grad_pre_span(const ActFn& act, const DropoutMask* mask, int64_t start, int
           grad_pre_span_with_mask<P>(act, mask, start + s0, span, gy + s0, saved + s0, gp + s0);
           continue;
         }
-        for_each_vector<P>(nullptr, 0, span, [&](int64_t e, int64_t m, const uint32_t*) {
+        for_each_vector<P>(nullptr, 0, span, [&](int64_t e, int64_t m, Keeps) {
           const V g = P::load(gy + s0 + e, m);
           const V y = P::load(saved + s0 + e, m);
           P::store(gp + s0 + e, m_select(V(0.0f) < y, g * scale, g * V(0.0f)), m);

@@ -1,8 +1,10 @@
 // Which instruction set simd_dispatch() runs the CPU kernels with, and the
-// dropout words (Philox4x32-10, philox.h) for spans of elements: 32 blocks at
-// a time with AVX-512, 16 with AVX2, one by one otherwise; the same words.
+// dropout keep bits (Philox4x32-10, philox.h) for groups of 64 elements: 32
+// blocks (256 elements) at a time with AVX-512, 16 with AVX2, one by one
+// otherwise; the same bits.
 #include "simd.h"
 
+#include <algorithm>
 #include <atomic>
 #include <initializer_list>
 
@@ -31,16 +33,25 @@ Level detect() {
 
 std::atomic<int> chosen{-1};
 
-// Words of blocks [block, block + blocks) into words[4 (b - block) + j].
-void scalar_words(const DropoutMask& mask, uint64_t block, int64_t blocks, uint32_t* words) {
-  for (int64_t b = 0; b < blocks; ++b) {
-    const Philox4 w = mask.block_words(block + b);
-    for (int j = 0; j < 4; ++j) words[4 * b + j] = w.v[j];
+// Keep bits of groups [group, group + groups): bits[g] bit k for element
+// 64 (group + g) + k.
+void scalar_keeps(const DropoutMask& mask, uint64_t group, int64_t groups, uint64_t* bits) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint64_t first = 64 * (group + static_cast<uint64_t>(g));
+    uint64_t keeps = 0;
+    for (int k = 0; k < 8; ++k) {
+      const Philox4 words = mask.block_words((first >> 3) + k);
+      for (int e = 0; e < 8; ++e) {
+        const uint64_t i = first + 8 * k + e;
+        keeps |= uint64_t{mask.keeps_draw(DropoutMask::draw_of(words, i), i)} << (8 * k + e);
+      }
+    }
+    bits[g] = keeps;
   }
 }
 
 #ifdef MLPB_SIMD_DISPATCH
-#define MLPB_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+#define MLPB_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,bmi2")))
 
 // (lo, hi) halves of the 64-bit products m * a, lane by lane (32-bit lanes).
 // One masked dword shuffle puts each result's halves in place, where a shift
@@ -97,34 +108,46 @@ MLPB_AVX512 inline void philox_rounds(const DropoutMask& mask, Blocks16& a, Bloc
   }
 }
 
-// Stores the 64 words of 16 blocks in element order (block k's word j at 4 k + j).
-MLPB_AVX512 inline void store_words(const Blocks16& r, uint32_t* out) {
-  // Within each 128-bit lane L (blocks 4L .. 4L+3): a = block 4L's four words, ...
-  const __m512i lo01 = _mm512_unpacklo_epi32(r.c0, r.c1), hi01 = _mm512_unpackhi_epi32(r.c0, r.c1);
-  const __m512i lo23 = _mm512_unpacklo_epi32(r.c2, r.c3), hi23 = _mm512_unpackhi_epi32(r.c2, r.c3);
-  const __m512i a = _mm512_unpacklo_epi64(lo01, lo23), b = _mm512_unpackhi_epi64(lo01, lo23);
-  const __m512i c = _mm512_unpacklo_epi64(hi01, hi23), d = _mm512_unpackhi_epi64(hi01, hi23);
-  // ... then gather lane L of a, b, c, d into output vector L.
-  const __m512i ab01 = _mm512_shuffle_i32x4(a, b, 0x44), cd01 = _mm512_shuffle_i32x4(c, d, 0x44);
-  const __m512i ab23 = _mm512_shuffle_i32x4(a, b, 0xEE), cd23 = _mm512_shuffle_i32x4(c, d, 0xEE);
-  _mm512_storeu_si512(out, _mm512_shuffle_i32x4(ab01, cd01, 0x88));
-  _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(ab01, cd01, 0xDD));
-  _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(ab23, cd23, 0x88));
-  _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(ab23, cd23, 0xDD));
+// Word j of block k holds the draws of elements 8k + 2j (its low half) and
+// 8k + 2j + 1 (high half): bits 2k and 2k + 1 of a 16-bit compare on word j
+// go to bits 8k + 2j and 8k + 2j + 1 of the element-order bits, one deposit
+// (pdep) per 8 blocks.
+constexpr uint64_t kPairs = 0x0303030303030303ull;
+
+// Keep bits of r's 16 blocks (128 elements from element `first`) into
+// out[0] and out[1]. keep_above < 2^16.
+MLPB_AVX512 inline void keep_bits16(const DropoutMask& mask, const Blocks16& r, uint64_t first,
+                                    uint64_t* out) {
+  const __m512i above = _mm512_set1_epi16(static_cast<int16_t>(mask.keep_above));
+  const __m512i words[4] = {r.c0, r.c1, r.c2, r.c3};
+  uint64_t low = 0, high = 0;
+  uint32_t ties = 0;
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t kept = _mm512_cmpgt_epu16_mask(words[j], above);
+    ties |= _mm512_cmpeq_epu16_mask(words[j], above);
+    low |= _pdep_u64(kept & 0xFFFFu, kPairs << (2 * j));
+    high |= _pdep_u64(kept >> 16, kPairs << (2 * j));
+  }
+  out[0] = low;
+  out[1] = high;
+  // A draw equal to keep_above needs its tie draw: the scalar generator
+  // redoes these 128 elements (about one call in 500).
+  if (ties != 0) scalar_keeps(mask, first >> 6, 2, out);
 }
 
-// Blocks [block, block + blocks), blocks a multiple of 32.
-MLPB_AVX512 void avx512_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
-                              uint32_t* words) {
-  for (int64_t b = 0; b < blocks; b += 32) {
-    Blocks16 first = philox16(mask, block + b), second = philox16(mask, block + b + 16);
-    philox_rounds(mask, first, second);
-    store_words(first, words + 4 * b);
-    store_words(second, words + 4 * b + 64);
+// Groups [group, group + groups), groups a multiple of 4.
+MLPB_AVX512 void avx512_keeps(const DropoutMask& mask, uint64_t group, int64_t groups,
+                              uint64_t* bits) {
+  for (int64_t g = 0; g < groups; g += 4) {
+    const uint64_t first = 64 * (group + static_cast<uint64_t>(g));
+    Blocks16 a = philox16(mask, first >> 3), b = philox16(mask, (first >> 3) + 16);
+    philox_rounds(mask, a, b);
+    keep_bits16(mask, a, first, bits + g);
+    keep_bits16(mask, b, first + 128, bits + g + 2);
   }
 }
 
-#define MLPB_AVX2 __attribute__((target("avx2")))
+#define MLPB_AVX2 __attribute__((target("avx2,bmi2")))
 
 // The AVX2 generator: as the AVX-512 one above, on 8 lanes.
 MLPB_AVX2 inline void mulhilo8(__m256i m, __m256i a, __m256i& lo, __m256i& hi) {
@@ -175,28 +198,36 @@ MLPB_AVX2 inline void philox_rounds8(const DropoutMask& mask, Blocks8& a, Blocks
   }
 }
 
-// Stores the 32 words of 8 blocks in element order.
-MLPB_AVX2 inline void store_words8(const Blocks8& r, uint32_t* out) {
-  // Within each 128-bit half H: a = block 4H's four words, b = block 4H+1's, ...
-  const __m256i lo01 = _mm256_unpacklo_epi32(r.c0, r.c1), hi01 = _mm256_unpackhi_epi32(r.c0, r.c1);
-  const __m256i lo23 = _mm256_unpacklo_epi32(r.c2, r.c3), hi23 = _mm256_unpackhi_epi32(r.c2, r.c3);
-  const __m256i a = _mm256_unpacklo_epi64(lo01, lo23), b = _mm256_unpackhi_epi64(lo01, lo23);
-  const __m256i c = _mm256_unpacklo_epi64(hi01, hi23), d = _mm256_unpackhi_epi64(hi01, hi23);
-  auto* v = reinterpret_cast<__m256i*>(out);
-  _mm256_storeu_si256(v, _mm256_permute2x128_si256(a, b, 0x20));      // blocks 0, 1
-  _mm256_storeu_si256(v + 1, _mm256_permute2x128_si256(c, d, 0x20));  // blocks 2, 3
-  _mm256_storeu_si256(v + 2, _mm256_permute2x128_si256(a, b, 0x31));  // blocks 4, 5
-  _mm256_storeu_si256(v + 3, _mm256_permute2x128_si256(c, d, 0x31));  // blocks 6, 7
+// Keep bits of r's 8 blocks (the 64 elements of group `group`), as
+// keep_bits16. Unsigned 16-bit compares are signed ones on sign-flipped
+// values; movemask gives two bits a lane, pext keeps one.
+MLPB_AVX2 inline uint64_t keep_bits8(const DropoutMask& mask, const Blocks8& r, uint64_t group) {
+  const __m256i flip = _mm256_set1_epi16(static_cast<int16_t>(0x8000));
+  const __m256i above = _mm256_set1_epi16(static_cast<int16_t>(mask.keep_above ^ 0x8000u));
+  const __m256i words[4] = {r.c0, r.c1, r.c2, r.c3};
+  uint64_t keeps = 0;
+  uint32_t ties = 0;
+  for (int j = 0; j < 4; ++j) {
+    const __m256i w = _mm256_xor_si256(words[j], flip);
+    const uint32_t kept = _pext_u32(
+        static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi16(w, above))), 0x55555555u);
+    ties |= static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi16(w, above)));
+    keeps |= _pdep_u64(kept, kPairs << (2 * j));
+  }
+  if (ties != 0) scalar_keeps(mask, group, 1, &keeps);
+  return keeps;
 }
 
-// Blocks [block, block + blocks), blocks a multiple of 16.
-MLPB_AVX2 void avx2_words(const DropoutMask& mask, uint64_t block, int64_t blocks,
-                          uint32_t* words) {
-  for (int64_t b = 0; b < blocks; b += 16) {
-    Blocks8 first = philox8(mask, block + b), second = philox8(mask, block + b + 8);
-    philox_rounds8(mask, first, second);
-    store_words8(first, words + 4 * b);
-    store_words8(second, words + 4 * b + 32);
+// Groups [group, group + groups), two at a time (the second of an odd last
+// pair computed and left).
+MLPB_AVX2 void avx2_keeps(const DropoutMask& mask, uint64_t group, int64_t groups,
+                          uint64_t* bits) {
+  for (int64_t g = 0; g < groups; g += 2) {
+    const uint64_t first = group + static_cast<uint64_t>(g);
+    Blocks8 a = philox8(mask, 8 * first), b = philox8(mask, 8 * first + 8);
+    philox_rounds8(mask, a, b);
+    bits[g] = keep_bits8(mask, a, first);
+    if (g + 1 < groups) bits[g + 1] = keep_bits8(mask, b, first + 1);
   }
 }
 #endif
@@ -218,37 +249,24 @@ void set_level(Level l) {
   chosen.store(static_cast<int>(static_cast<int>(l) < static_cast<int>(best) ? l : best));
 }
 
-void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words) {
-  const uint64_t end = begin + static_cast<uint64_t>(count);
-  uint64_t i = begin;
-  // Up to the first block boundary.
-  if (i & 3) {
-    const Philox4 w = mask.block_words(i >> 2);
-    for (uint64_t lane = i & 3; lane < 4 && i < end; ++lane, ++i) words[i - begin] = w.v[lane];
+void dropout_keeps(const DropoutMask& mask, uint64_t group, int64_t groups, uint64_t* bits) {
+  if (groups <= 0) return;
+  if (mask.keep_above > 0xFFFFu) {  // p = 1: nothing is kept
+    std::fill_n(bits, groups, uint64_t{0});
+    return;
   }
-  // Whole blocks: 32 at a time with AVX-512, 16 with AVX2, the rest one by one.
-  int64_t blocks = static_cast<int64_t>((end - i) >> 2);
+  int64_t done = 0;
 #ifdef MLPB_SIMD_DISPATCH
-  if (level() >= Level::Avx512 && blocks >= 32) {
-    const int64_t fast = blocks & ~int64_t{31};
-    avx512_words(mask, i >> 2, fast, words + (i - begin));
-    i += 4 * static_cast<uint64_t>(fast);
-    blocks -= fast;
+  if (level() >= Level::Avx512) {
+    done = groups & ~int64_t{3};
+    avx512_keeps(mask, group, done, bits);
   }
-  if (level() >= Level::Avx2 && blocks >= 16) {
-    const int64_t fast = blocks & ~int64_t{15};
-    avx2_words(mask, i >> 2, fast, words + (i - begin));
-    i += 4 * static_cast<uint64_t>(fast);
-    blocks -= fast;
+  if (level() >= Level::Avx2) {
+    avx2_keeps(mask, group + static_cast<uint64_t>(done), groups - done, bits + done);
+    done = groups;
   }
 #endif
-  scalar_words(mask, i >> 2, blocks, words + (i - begin));
-  i += 4 * static_cast<uint64_t>(blocks);
-  // The last, partial block.
-  if (i < end) {
-    const Philox4 w = mask.block_words(i >> 2);
-    for (uint64_t lane = 0; i < end; ++lane, ++i) words[i - begin] = w.v[lane];
-  }
+  scalar_keeps(mask, group + static_cast<uint64_t>(done), groups - done, bits + done);
 }
 
 }  // namespace mlpbench::simd

@@ -429,37 +429,38 @@ template <int W> inline VFloatT<W> m_silu(VFloatT<W> x) {
   return m_select(sign_set(x), ((x * e64) * r) * scale, x * r);
 }
 
-// ---- dropout words ----
+// ---- dropout keep bits ----
 
-// words[i] = the Philox word (philox.h) of flat element begin + i, for
-// i < count. Out of line, in simd.cpp: the AVX-512 build runs 32 blocks at
-// once with instructions the portable vector type cannot express (32 x 32 ->
-// 64-bit multiplies); other CPUs use the scalar generator.
-void dropout_words(const DropoutMask& mask, uint64_t begin, int64_t count, uint32_t* words);
+// bits[g] bit k = whether element 64 (group + g) + k is kept (philox.h), for
+// g < groups. Out of line, in simd.cpp: AVX-512 decides 256 elements at once
+// and AVX2 128, with instructions the portable vector type cannot express
+// (32 x 32 -> 64-bit multiplies, bit deposits); other CPUs use the scalar
+// generator.
+void dropout_keeps(const DropoutMask& mask, uint64_t group, int64_t groups, uint64_t* bits);
 
-// Whether each lane's word keeps its element (philox.h: keeps_word).
-template <int W> inline Mask<W> keeps(typename VFloatT<W>::U w, uint32_t threshold) {
-  return {(w >> 8) >= threshold};
+// The 64 bits of `bits` from bit `first` on (bits[first / 64 + 1] is read
+// unless first is a multiple of 64).
+inline uint64_t bits_from(const uint64_t* bits, int64_t first) {
+  const uint64_t* word = bits + (first >> 6);
+  const int shift = static_cast<int>(first & 63);
+  return shift == 0 ? word[0] : (word[0] >> shift) | (word[1] << (64 - shift));
+}
+
+// Lane l holds where bit l of `bits` is set.
+template <int W> inline Mask<W> lanes_of_bits(uint64_t bits) {
+  IntV<W> lane_bit;
+  for (int l = 0; l < W; ++l) lane_bit[l] = 1 << l;
+  return {((IntV<W>{} + static_cast<int32_t>(bits & ((uint64_t{1} << W) - 1))) & lane_bit) != 0};
 }
 #ifdef MLPB_SIMD_DISPATCH
-template <> MLPB_TARGET_AVX512 inline Mask<16> keeps<16>(VecTypes<16>::U w, uint32_t threshold) {
-  return {_mm512_cmpge_epu32_mask(_mm512_srli_epi32((__m512i)w, 8),
-                                  _mm512_set1_epi32(static_cast<int>(threshold)))};
+template <> MLPB_TARGET_AVX512 inline Mask<16> lanes_of_bits<16>(uint64_t bits) {
+  return {static_cast<__mmask16>(bits)};
 }
 #endif
 
-// Dropout of W values (philox.h: dropout_value); the lanes past count <= W
-// are dropped.
-template <int W>
-inline VFloatT<W> dropout_apply(const uint32_t* words, int64_t count, uint32_t threshold,
-                                VFloatT<W> v, float scale) {
-  typename VFloatT<W>::U w = {};
-  if (count == W) {
-    std::memcpy(&w, words, sizeof w);
-  } else {
-    std::memcpy(&w, words, count * sizeof(uint32_t));
-  }
-  return dropout_value(keeps<W>(w, threshold), v, VFloatT<W>(scale));
+// Dropout of W values (philox.h: dropout_value), bit l of `keeps` deciding lane l.
+template <int W> inline VFloatT<W> dropout_apply(uint64_t keeps, VFloatT<W> v, float scale) {
+  return dropout_value(lanes_of_bits<W>(keeps), v, VFloatT<W>(scale));
 }
 
 // ---- bfloat16 <-> float ----

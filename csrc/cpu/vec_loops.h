@@ -21,6 +21,14 @@ namespace mlpbench::cpu {
 // The widest vector any build uses (padding sized for every Pack).
 constexpr int64_t kMaxWidth = 16;
 
+// A vector's dropout decisions: bit l of keeps.lanes() for its lane l (the
+// bits of simd::dropout_keeps, from bit `first` of `bits` on).
+struct Keeps {
+  const uint64_t* bits;
+  int64_t first;
+  uint64_t lanes() const { return simd::bits_from(bits, first); }
+};
+
 template <typename T, typename L> struct Pack;
 
 template <typename L> struct Pack<float, L> {
@@ -30,8 +38,8 @@ template <typename L> struct Pack<float, L> {
   static constexpr int64_t kWidth = V::kWidth;
   static V load(const float* p, int64_t count) { return simd::float_load<L>(p, count); }
   static void store(float* p, V v, int64_t count) { simd::float_store<L>(p, v, count); }
-  static V dropout(const uint32_t* words, int64_t count, const DropoutMask& mask, V v) {
-    return simd::dropout_apply(words, count, mask.threshold, v, static_cast<float>(mask.scale));
+  static V dropout(Keeps keeps, const DropoutMask& mask, V v) {
+    return simd::dropout_apply(keeps.lanes(), v, static_cast<float>(mask.scale));
   }
 };
 
@@ -52,8 +60,8 @@ template <typename L> struct Pack<double, L> {
   static constexpr int64_t kWidth = 1;
   static V load(const double* p, int64_t) { return *p; }
   static void store(double* p, V v, int64_t) { *p = v; }
-  static V dropout(const uint32_t* words, int64_t, const DropoutMask& mask, V v) {
-    return dropout_value(mask.keeps_word(*words), v, mask.scale);
+  static V dropout(Keeps keeps, const DropoutMask& mask, V v) {
+    return dropout_value((keeps.lanes() & 1) != 0, v, mask.scale);
   }
 };
 
@@ -99,23 +107,37 @@ inline void map_binary(const T* __restrict a, const T* __restrict b, T* __restri
   if (i < n) P::store(out + i, f(P::load(a + i, n - i), P::load(b + i, n - i)), n - i);
 }
 
-// Elements per dropout-word buffer: the kernels walk long spans in pieces this
-// long so that the words stay in L1.
+// Elements per span of keep bits: the kernels walk long spans in pieces this
+// long so that the bits stay in L1.
 constexpr int64_t kSpan = 1024;
 
 // The walk every dropout-aware kernel makes over the flat elements
-// [start, start + count): f(e, m, words) for each vector, e its offset from
-// start, m <= kWidth its element count, words the Philox words of its
-// elements (null when mask is).
+// [start, start + count): f(e, m, keeps) for each vector, e its offset from
+// start, m <= kWidth its element count, keeps its dropout decisions (unused
+// when mask is null). Each span takes the 64-element groups it touches; a
+// group shared with the span before is copied, not drawn again.
 template <typename P, typename F>
 inline void for_each_vector(const DropoutMask* mask, int64_t start, int64_t count, const F& f) {
   constexpr int64_t kWidth = P::kWidth;
-  uint32_t words[kSpan];
+  // The groups of one span, and one more word that bits_from may read.
+  uint64_t bits[kSpan / 64 + 2] = {};
+  uint64_t last_group = ~uint64_t{0}, last_bits = 0;
   for (int64_t s0 = 0; s0 < count; s0 += kSpan) {
     const int64_t span = std::min(kSpan, count - s0);
-    if (mask) simd::dropout_words(*mask, static_cast<uint64_t>(start + s0), span, words);
+    const uint64_t first = static_cast<uint64_t>(start + s0);
+    if (mask) {
+      const uint64_t g0 = first >> 6, g1 = (first + static_cast<uint64_t>(span) + 63) >> 6;
+      int64_t have = 0;
+      if (g0 == last_group) {
+        bits[0] = last_bits;
+        have = 1;
+      }
+      simd::dropout_keeps(*mask, g0 + have, static_cast<int64_t>(g1 - g0) - have, bits + have);
+      last_group = g1 - 1;
+      last_bits = bits[g1 - 1 - g0];
+    }
     for (int64_t i = 0; i < span; i += kWidth) {
-      f(s0 + i, std::min(kWidth, span - i), mask ? words + i : nullptr);
+      f(s0 + i, std::min(kWidth, span - i), Keeps{bits, static_cast<int64_t>(first & 63) + i});
     }
   }
 }

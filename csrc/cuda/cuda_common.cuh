@@ -76,24 +76,18 @@ inline void check_capture_safe(const char* op, const DropoutMask& mask, bool dro
 }
 
 // Keep/drop decisions for indices visited in increasing order: one Philox
-// call per block of four, the words kept in registers (no dynamic indexing).
+// call per block of eight, the words kept in registers (philox.h: draw_of).
 struct MaskCursor {
   DropoutMask mask;
   uint64_t block = ~uint64_t{0};
-  uint32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+  Philox4 words{};
 
   __device__ __forceinline__ bool keeps(uint64_t index) {
-    if ((index >> 2) != block) {
-      block = index >> 2;
-      const Philox4 words = mask.block_words(block);
-      w0 = words.v[0];
-      w1 = words.v[1];
-      w2 = words.v[2];
-      w3 = words.v[3];
+    if ((index >> 3) != block) {
+      block = index >> 3;
+      words = mask.block_words(block);
     }
-    const uint32_t lane = index & 3;
-    const uint32_t word = lane == 0 ? w0 : lane == 1 ? w1 : lane == 2 ? w2 : w3;
-    return mask.keeps_word(word);
+    return mask.keeps_from(words, index);
   }
 };
 

@@ -44,7 +44,7 @@ __global__ void activation_backward_kernel(const T* g, const T* saved, T* gx, in
   }
 }
 
-// One thread per block of four elements: one Philox call decides all four.
+// One thread per four elements: one Philox call (half of its block) decides all four.
 template <typename T, bool kVec>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
   using acc_t = at::opmath_type<T>;
@@ -54,11 +54,11 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, DropoutMask mask) {
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n; i += stride) {
     T v[4];
     load_group<kVec>(x, i, n, v);
-    const Philox4 words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+    const Philox4 words = mask.block_words(static_cast<uint64_t>(i) >> 3);
 #pragma unroll
     for (int l = 0; l < 4; ++l)
-      v[l] = static_cast<T>(dropout_value(mask.keeps_word(words.v[l]), static_cast<acc_t>(v[l]),
-                                          scale));
+      v[l] = static_cast<T>(dropout_value(mask.keeps_from(words, static_cast<uint64_t>(i + l)),
+                                          static_cast<acc_t>(v[l]), scale));
     store_group<kVec>(y, i, n, v);
   }
 }

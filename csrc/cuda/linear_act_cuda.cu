@@ -21,7 +21,7 @@ namespace mlpbench::cuda {
 namespace {
 
 // Epilogue for the elementwise activations: one thread per group of four
-// consecutive output elements (one Philox block). `buf` holds x @ W.T; when
+// consecutive output elements (half a Philox block). `buf` holds x @ W.T; when
 // keep_pre it receives pre = buf + bias; y may alias buf.
 template <typename T, typename ActFn, bool kDropout, bool kVec>
 __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int64_t cols,
@@ -35,7 +35,7 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
     T v[4];
     load_group<kVec>(buf, i, total, v);
     Philox4 words;
-    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 3);
     T pre[4];
     int64_t col = i % cols;  // one division per group; then step with wrap-around
 #pragma unroll
@@ -45,7 +45,9 @@ __global__ void epilogue_kernel(T* buf, T* y, const T* bias, int64_t total, int6
       if (bias != nullptr && i + l < total) a += static_cast<acc_t>(bias[col]);
       pre[l] = static_cast<T>(a);
       acc_t out = act.forward(a);
-      if (kDropout) out = dropout_value(mask.keeps_word(words.v[l]), out, scale);
+      if (kDropout) {
+        out = dropout_value(mask.keeps_from(words, static_cast<uint64_t>(i + l)), out, scale);
+      }
       v[l] = static_cast<T>(out);
     }
     if (keep_pre) store_group<kVec>(buf, i, total, pre);
@@ -66,7 +68,7 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < total;
        i += stride) {
     Philox4 words;
-    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 2);
+    if (kDropout) words = mask.block_words(static_cast<uint64_t>(i) >> 3);
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
       const int64_t e = i + l;
@@ -84,7 +86,9 @@ __global__ void maxout_epilogue_kernel(const T* buf, T* y, uint8_t* arg, const T
           best_piece = s;
         }
       }
-      if (kDropout) best = dropout_value(mask.keeps_word(words.v[l]), best, scale);
+      if (kDropout) {
+        best = dropout_value(mask.keeps_from(words, static_cast<uint64_t>(e)), best, scale);
+      }
       y[e] = static_cast<T>(best);
       arg[e] = static_cast<uint8_t>(best_piece);
     }
