@@ -49,6 +49,19 @@ def reference_keeps(seed, offset, p, first, count):
     return keeps
 
 
+def tie_probability(seed, offset, element, tie_from):
+    """The p at which `element`'s draw equals ceil(p * 2^32) >> 16, with
+    tie_from the threshold's low 16 bits: that element's decision then rests
+    on its tie draw."""
+    from mlpbench import ops
+
+    block = element // 8
+    words = ops.philox4x32((block & 0xFFFFFFFF, block >> 32, offset & 0xFFFFFFFF, offset >> 32),
+                           (seed & 0xFFFFFFFF, seed >> 32))
+    draw = (words[element // 2 % 4] >> 16 * (element % 2)) & 0xFFFF
+    return (draw * 2**16 + tie_from) / 2**32
+
+
 def act_id(param):
     name, kw = param
     return name + "".join(f"-{v}" for v in kw.values())

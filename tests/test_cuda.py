@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import CUDA, GRAD_ACTIVATIONS, act_id, make_linear
+from helpers import CUDA, GRAD_ACTIVATIONS, act_id, make_linear, reference_keeps, tie_probability
 from mlpbench import nn as mnn
 from mlpbench import ops
 from mlpbench.reference import stock_linear_act
@@ -21,6 +21,18 @@ def test_cuda_dropout_mask_equals_cpu(shape, p):
         cpu = ops.dropout(ones, p, seed=seed, offset=offset) != 0
         cuda = ops.dropout(ones.cuda(), p, seed=seed, offset=offset) != 0
         assert torch.equal(cpu, cuda.cpu())
+
+
+@pytest.mark.parametrize("tie_from", [1, 0xFFFF, 0])
+def test_cuda_ties_equal_cpu(tie_from):
+    """At a p where element 77's draw ties, the CUDA kernels fetch its tie
+    draw as the CPU's do; both follow the definition."""
+    seed, offset = 0xDEADBEEF12345, 5
+    p = tie_probability(seed, offset, 77, tie_from)
+    ones = torch.ones(512)
+    cpu = ops.dropout(ones, p, seed=seed, offset=offset) != 0
+    assert torch.equal(cpu, (ops.dropout(ones.cuda(), p, seed=seed, offset=offset) != 0).cpu())
+    assert cpu.tolist() == reference_keeps(seed, offset, p, 0, 512)
 
 
 @pytest.mark.parametrize("act", ["identity", "relu", "gelu", "maxout"])

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import mlpbench._C as _C
-from helpers import ELEMENTWISE, SIMD_LEVELS, SIMD_ORDER, act_id, act_kwargs, reference_keeps
+from helpers import (ELEMENTWISE, SIMD_LEVELS, SIMD_ORDER, act_id, act_kwargs, reference_keeps,
+                     tie_probability)
 from mlpbench import ops
 from mlpbench.reference import stock_activation, stock_linear_act
 
@@ -115,11 +116,9 @@ def test_ties_take_the_second_draw(level):
     decision then rests on its tie draw, which the vector generators must
     fetch (from = 1 keeps it, from = 0xFFFF drops it, per the definition)."""
     seed, offset, element = 0xDEADBEEF12345, 5, 77
-    words = ops.philox4x32((element // 8, 0, offset, 0), (seed & 0xFFFFFFFF, seed >> 32))
-    draw = (words[element // 2 % 4] >> 16 * (element % 2)) & 0xFFFF
     decided = {}
     for tie_from in (1, 0xFFFF, 0):
-        p = (draw * 2**16 + tie_from) / 2**32
+        p = tie_probability(seed, offset, element, tie_from)
         want = reference_keeps(seed, offset, p, 0, 512)
         assert _keep_bits(seed, offset, p, 0, 8) == want, tie_from
         assert (ops.dropout(torch.ones(512), p, seed=seed, offset=offset) != 0).tolist() == want
