@@ -62,6 +62,17 @@ def tie_probability(seed, offset, element, tie_from):
     return (draw * 2**16 + tie_from) / 2**32
 
 
+def cli_parse_error(capsys, *args):
+    """The training CLI's refusal of args, in-process: (exit status, stderr).
+    (A whole `python -m mlpbench.train` costs seconds of imports; the tests
+    that run it check the process's exit.)"""
+    from mlpbench.lecture import train as train_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.parse_args(list(args))
+    return exit_.value.code, capsys.readouterr().err
+
+
 def act_id(param):
     name, kw = param
     return name + "".join(f"-{v}" for v in kw.values())

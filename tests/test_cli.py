@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 
+from helpers import cli_parse_error
 from mlpbench.lecture.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from mlpbench.lecture.data import MNIST
 from mlpbench.lecture import plots
@@ -103,9 +104,9 @@ def test_bad_out_is_refused_before_any_work(tmp_path):
 
 
 @pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "1.5"])
-def test_seed_must_fit_64_bits(seed):
-    done = _cli("--seed", seed)
-    assert done.returncode == 2 and "--seed: expected an int" in done.stderr
+def test_seed_must_fit_64_bits(seed, capsys):
+    code, err = cli_parse_error(capsys, "--seed", seed)
+    assert code == 2 and "--seed: expected an int" in err
 
 
 def test_batch_starts_merge_a_one_sample_batch_under_batch_norm():
@@ -240,9 +241,9 @@ def test_precision_bf16_trains_and_is_recorded(tmp_path):
     assert resumed["config"]["precision"] == "bf16"
 
 
-def test_precision_fp16_needs_cuda():
-    done = _cli("--precision", "fp16")
-    assert done.returncode == 2 and "--precision fp16: needs --device cuda" in done.stderr
+def test_precision_fp16_needs_cuda(capsys):
+    code, err = cli_parse_error(capsys, "--precision", "fp16")
+    assert code == 2 and "--precision fp16: needs --device cuda" in err
     with pytest.raises(ValueError, match="fp16 needs --device cuda"):
         train(Config(precision="fp16"), data=_synthetic(10), progress=False)
 
